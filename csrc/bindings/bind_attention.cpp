@@ -1,0 +1,5 @@
+// PLACEHOLDER: filled in by its area's work.
+#include "bindings/bindings.h"
+namespace inferlab {
+void bind_attention(py::module_& m) {}
+}

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# One call on the GPU machine: build, run every test (CPU and CUDA), run the benchmarks.
+# Logs go to $OUT (or ./gpu-out). Usage (from the repo root):
+#   scripts/gpu_check.sh [pytest args...]      e.g. scripts/gpu_check.sh -k attention
+# Environment: SKIP_BENCH=1 skips the benchmarks; BENCH_ONLY=1 skips the tests.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-$PWD/gpu-out}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+# Test-only wheels that the GPU image lacks (the gguf writer), carried in .whl/.
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+{
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv
+  python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
+} > "$OUT/env.txt" 2>&1
+cat "$OUT/env.txt"
+
+echo "== build"
+t0=$(date +%s)
+if ! INFERLAB_CUDA=ON INFERLAB_CUDA_ARCHS=${INFERLAB_CUDA_ARCHS:-90} \
+     python3 -m pip install --no-build-isolation --no-deps --no-index . > "$OUT/build.log" 2>&1; then
+  tail -60 "$OUT/build.log"
+  echo "BUILD FAILED"
+  exit 1
+fi
+echo "built in $(( $(date +%s) - t0 )) s"
+python3 -c "import inferlab; print('cuda_available', inferlab.cuda_available(), inferlab.devices())"
+
+rc=0
+if [ "${BENCH_ONLY:-0}" != 1 ]; then
+  echo "== tests"
+  timeout "${TEST_TIMEOUT:-360}" python3 -m pytest -q -rs -p no:cacheprovider --durations=15 "$@" tests \
+    > "$OUT/pytest.log" 2>&1
+  rc=$?
+  grep -E "^(FAILED|ERROR)" "$OUT/pytest.log" | head -40
+  tail -25 "$OUT/pytest.log"
+fi
+if [ "${SKIP_BENCH:-0}" != 1 ]; then
+  echo "== benchmarks"
+  for b in kernels e2e tokenizer; do
+    if [ -f "benchmarks/$b.py" ]; then
+      timeout "${BENCH_TIMEOUT:-150}" python3 "benchmarks/$b.py" --json "$OUT/bench_$b.json" > "$OUT/bench_$b.log" 2>&1
+      echo "-- $b (rc=$?)"; tail -40 "$OUT/bench_$b.log"
+    fi
+  done
+fi
+exit $rc
