@@ -84,7 +84,7 @@ std::string value_type_str(const GGUFValue& v) {
 py::tuple tensor_tuple(const GGUFTensorInfo& t) {
   py::tuple shape(t.ne.size());
   for (size_t d = 0; d < t.ne.size(); ++d) shape[d] = py::int_(t.ne[d]);
-  return py::make_tuple(t.name, shape, ggml_type_traits((int32_t)t.type)->name, t.offset, t.nbytes);
+  return py::make_tuple(to_py_str(t.name), shape, ggml_type_traits((int32_t)t.type)->name, t.offset, t.nbytes);
 }
 
 // NumPy shape of a tensor: reversed ggml order (ne[n-1], ..., ne[0]).
@@ -126,8 +126,13 @@ void bind_gguf(py::module_& m) {
       .def_property_readonly("data_offset", &GGUFFile::data_offset)
       .def_property_readonly("file_size", &GGUFFile::file_size)
       .def_property_readonly("path", &GGUFFile::path)
-      .def_property_readonly("architecture", &GGUFFile::architecture)
-      .def("keys", &GGUFFile::keys)
+      .def_property_readonly("architecture", [](const GGUFFile& f) { return to_py_str(f.architecture()); })
+      .def("keys",
+           [](const GGUFFile& f) {
+             py::list out;
+             for (const auto& k : f.keys()) out.append(to_py_str(k));
+             return out;
+           })
       .def("has", &GGUFFile::has, py::arg("key"))
       .def("get", [](const GGUFFile& f, const std::string& key) { return value_to_py(f.get(key)); }, py::arg("key"))
       .def("value_type", [](const GGUFFile& f, const std::string& key) { return value_type_str(f.get(key)); },
@@ -142,8 +147,16 @@ void bind_gguf(py::module_& m) {
       .def("get_int", py::overload_cast<const std::string&>(&GGUFFile::get_int, py::const_), py::arg("key"))
       .def("get_float", py::overload_cast<const std::string&>(&GGUFFile::get_float, py::const_), py::arg("key"))
       .def("get_bool", &GGUFFile::get_bool, py::arg("key"), py::arg("default"))
-      .def("get_str", py::overload_cast<const std::string&>(&GGUFFile::get_str, py::const_), py::arg("key"))
-      .def("get_str_array", &GGUFFile::get_str_array, py::arg("key"))
+      .def("get_str", [](const GGUFFile& f, const std::string& key) { return to_py_str(f.get_str(key)); },
+           py::arg("key"))
+      .def("get_str_array",
+           [](const GGUFFile& f, const std::string& key) {
+             const auto& v = f.get_str_array(key);
+             py::list out(v.size());
+             for (size_t k = 0; k < v.size(); ++k) out[k] = to_py_str(v[k]);
+             return out;
+           },
+           py::arg("key"))
       .def("get_f32_array", &GGUFFile::get_f32_array, py::arg("key"))
       .def("get_i32_array", &GGUFFile::get_i32_array, py::arg("key"))
       .def("tensors",

@@ -391,11 +391,14 @@ void GGUFFile::parse() {
     if (ne0 % tr->block_size != 0)
       throw GGUFError(str_cat(what, ": row length ne[0] = ", ne0, " is not a multiple of the ", tr->name,
                               " block size ", tr->block_size));
-    // nbytes = (ne0 / block) * type_size * (numel / ne0); numel <= INT64_MAX so each step is checked.
-    const uint64_t row_bytes = (uint64_t)(ne0 / tr->block_size) * (uint64_t)tr->type_size;  // <= ne0 * 256
+    // nbytes = (ne0 / block) * type_size * (numel / ne0), each product checked against INT64_MAX.
+    const uint64_t blocks_per_row = (uint64_t)(ne0 / tr->block_size);
     const uint64_t n_rows = ne0 == 0 ? 0 : numel / (uint64_t)ne0;
-    if (mul_overflows(row_bytes, n_rows, (uint64_t)std::numeric_limits<int64_t>::max()))
+    constexpr uint64_t kMax = (uint64_t)std::numeric_limits<int64_t>::max();
+    if (mul_overflows(blocks_per_row, (uint64_t)tr->type_size, kMax) ||
+        mul_overflows(blocks_per_row * (uint64_t)tr->type_size, n_rows, kMax))
       throw GGUFError(str_cat(what, ": its size in bytes overflows"));
+    const uint64_t row_bytes = blocks_per_row * (uint64_t)tr->type_size;
     t.nbytes = row_bytes * n_rows;
     t.offset = c.read<uint64_t>(str_cat(what, " data offset"));
     tensor_index_.emplace(t.name, tensors_.size());
