@@ -177,8 +177,8 @@ CASES = {
     # ggml types
     "ggml-type-unknown": (one_tensor(ttype=99, data=b"\0" * 128).build(), "unknown ggml type 99"),
     "ggml-type-negative": (one_tensor(ttype=-1, data=b"\0" * 128).build(), "unknown ggml type -1"),
-    "ggml-type-removed-q4_2": (one_tensor(ttype=4, data=b"\0" * 128).build(), "(Q4_2), which was removed"),
-    "ggml-type-removed-q4_0_4_4": (one_tensor(ttype=31, data=b"\0" * 128).build(), "(Q4_0_4_4), which was removed"),
+    "ggml-type-removed-q4_2": (one_tensor(ttype=4, data=b"\0" * 128).build(), "(Q4_2) was removed"),
+    "ggml-type-removed-q4_0_4_4": (one_tensor(ttype=31, data=b"\0" * 128).build(), "(Q4_0_4_4) was removed"),
     "row-not-multiple-q4_0": (one_tensor(dims=(33, 2), ttype=2, data=b"\0" * 64).build(),
                               "row length ne[0] = 33 is not a multiple of the Q4_0 block size 32"),
     "row-not-multiple-q4_k": (one_tensor(dims=(512 + 32,), ttype=12, data=b"\0" * 512).build(),

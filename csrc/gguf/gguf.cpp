@@ -106,6 +106,12 @@ const char* removed_type_name(int32_t id) {
   }
 }
 
+// Error context is added on the way out (catch and rethrow), so the happy path builds no strings.
+[[noreturn]] void rethrow_in(const std::string& where, const GGUFError& e) {
+  const char* msg = e.what();
+  throw GGUFError(str_cat(where, msg[0] == '[' ? "" : ": ", msg));
+}
+
 struct Cursor {
   const uint8_t* base;
   size_t size;
@@ -113,14 +119,14 @@ struct Cursor {
 
   uint64_t left() const { return (uint64_t)(size - pos); }
 
-  void need(uint64_t n, const std::string& what) const {
+  void need(uint64_t n, const char* what) const {
     if (n > left())
       throw GGUFError(str_cat("truncated file: ", what, " at offset ", pos, " needs ", n, " bytes but only ", left(),
                               " remain (file size ", size, ")"));
   }
 
   template <class T>
-  T read(const std::string& what) {
+  T read(const char* what) {
     need(sizeof(T), what);
     T v;
     std::memcpy(&v, base + pos, sizeof(T));
@@ -128,8 +134,8 @@ struct Cursor {
     return v;
   }
 
-  std::string read_string(const std::string& what) {
-    const uint64_t len = read<uint64_t>(str_cat(what, " length"));
+  std::string read_string(const char* what) {
+    const uint64_t len = read<uint64_t>(what);
     if (len > left())
       throw GGUFError(str_cat(what, ": string length ", len, " at offset ", pos - 8,
                               " runs past the end of the file (", left(), " bytes left)"));
@@ -141,22 +147,18 @@ struct Cursor {
   void skip(uint64_t n) { pos += (size_t)n; }  // callers checked n <= left()
 };
 
-void read_value(Cursor& c, GGUFValueType type, GGUFValue& v, const std::string& what, int depth);
-
-void read_array(Cursor& c, GGUFValue& v, const std::string& what, int depth) {
-  if (depth >= kMaxArrayDepth)
-    throw GGUFError(str_cat(what, ": arrays nested more than ", kMaxArrayDepth, " deep"));
-  const uint32_t et = c.read<uint32_t>(str_cat(what, " array element type"));
-  if (et >= 13)
-    throw GGUFError(str_cat(what, ": invalid array element type ", et, " (valid types are 0..12)"));
-  const uint64_t count = c.read<uint64_t>(str_cat(what, " array count"));
+void read_array(Cursor& c, GGUFValue& v, int depth) {
+  if (depth >= kMaxArrayDepth) throw GGUFError(str_cat("arrays nested more than ", kMaxArrayDepth, " deep"));
+  const uint32_t et = c.read<uint32_t>("array element type");
+  if (et >= 13) throw GGUFError(str_cat("invalid array element type ", et, " (valid types are 0..12)"));
+  const uint64_t count = c.read<uint64_t>("array count");
   v.array_type = (GGUFValueType)et;
   v.array_count = count;
   const size_t esz = value_type_size(v.array_type);
   if (esz != 0) {
     if (count > c.left() / esz)
-      throw GGUFError(str_cat(what, ": array count ", count, " x element size ", esz, " (",
-                              gguf_value_type_name(v.array_type), ") exceeds the ", c.left(), " bytes left"));
+      throw GGUFError(str_cat("array count ", count, " x element size ", esz, " (", gguf_value_type_name(v.array_type),
+                              ") exceeds the ", c.left(), " bytes left"));
     v.array_data = c.base + c.pos;
     c.skip(count * esz);
     return;
@@ -164,40 +166,45 @@ void read_array(Cursor& c, GGUFValue& v, const std::string& what, int depth) {
   // Variable-size elements: every string takes >= 8 bytes, every nested array >= 12.
   const uint64_t min_elem = v.array_type == GGUFValueType::STRING ? 8 : 12;
   if (count > c.left() / min_elem)
-    throw GGUFError(str_cat(what, ": array count ", count, " of ", gguf_value_type_name(v.array_type),
+    throw GGUFError(str_cat("array count ", count, " of ", gguf_value_type_name(v.array_type),
                             " is larger than the ", c.left(), " bytes left could hold"));
-  if (v.array_type == GGUFValueType::STRING) {
-    v.array_strings.reserve((size_t)count);  // bounded by file size / 8
-    for (uint64_t k = 0; k < count; ++k) v.array_strings.push_back(c.read_string(str_cat(what, "[", k, "]")));
-  } else {
-    v.array_values.reserve((size_t)count);  // bounded by file size / 12
-    for (uint64_t k = 0; k < count; ++k) {
-      v.array_values.emplace_back();
-      GGUFValue& e = v.array_values.back();
-      e.type = GGUFValueType::ARRAY;
-      read_array(c, e, str_cat(what, "[", k, "]"), depth + 1);
+  uint64_t k = 0;
+  try {
+    if (v.array_type == GGUFValueType::STRING) {
+      v.array_strings.reserve((size_t)count);  // bounded by file size / 8
+      for (; k < count; ++k) v.array_strings.push_back(c.read_string("string"));
+    } else {
+      v.array_values.reserve((size_t)count);  // bounded by file size / 12
+      for (; k < count; ++k) {
+        v.array_values.emplace_back();
+        GGUFValue& e = v.array_values.back();
+        e.type = GGUFValueType::ARRAY;
+        read_array(c, e, depth + 1);
+      }
     }
+  } catch (const GGUFError& e) {
+    rethrow_in(str_cat("[", k, "]"), e);
   }
 }
 
-void read_value(Cursor& c, GGUFValueType type, GGUFValue& v, const std::string& what, int depth) {
+void read_value(Cursor& c, GGUFValueType type, GGUFValue& v) {
   v.type = type;
   switch (type) {
     case GGUFValueType::UINT8: case GGUFValueType::INT8: case GGUFValueType::UINT16: case GGUFValueType::INT16:
     case GGUFValueType::UINT32: case GGUFValueType::INT32: case GGUFValueType::UINT64: case GGUFValueType::INT64: {
       const size_t n = value_type_size(type);
-      c.need(n, what);
+      c.need(n, "value");
       load_int(type, c.base + c.pos, &v.i, &v.u);
       c.skip(n);
       return;
     }
-    case GGUFValueType::FLOAT32: v.f = c.read<float>(what); return;
-    case GGUFValueType::FLOAT64: v.f = c.read<double>(what); return;
-    case GGUFValueType::BOOL: v.b = c.read<uint8_t>(what) != 0; v.u = v.b; v.i = v.b; return;
-    case GGUFValueType::STRING: v.s = c.read_string(what); return;
-    case GGUFValueType::ARRAY: read_array(c, v, what, depth); return;
+    case GGUFValueType::FLOAT32: v.f = c.read<float>("value"); return;
+    case GGUFValueType::FLOAT64: v.f = c.read<double>("value"); return;
+    case GGUFValueType::BOOL: v.b = c.read<uint8_t>("value") != 0; v.u = v.b; v.i = v.b; return;
+    case GGUFValueType::STRING: v.s = c.read_string("string value"); return;
+    case GGUFValueType::ARRAY: read_array(c, v, 0); return;
   }
-  throw GGUFError(str_cat(what, ": invalid value type ", (uint32_t)type));
+  throw GGUFError(str_cat("invalid value type ", (uint32_t)type));
 }
 
 bool mul_overflows(uint64_t a, uint64_t b, uint64_t limit) { return a != 0 && b > limit / a; }
@@ -329,14 +336,22 @@ void GGUFFile::parse() {
   keys_.reserve((size_t)n_kv);
   kv_.reserve((size_t)n_kv);
   for (uint64_t k = 0; k < n_kv; ++k) {
-    std::string key = c.read_string(str_cat("metadata key #", k));
+    std::string key;
+    try {
+      key = c.read_string("key length");
+    } catch (const GGUFError& e) {
+      rethrow_in(str_cat("metadata key #", k), e);
+    }
     if (key.empty()) throw GGUFError(str_cat("metadata key #", k, " is empty"));
     if (kv_.count(key)) throw GGUFError(str_cat("duplicate metadata key ", quoted(key)));
-    const std::string what = str_cat("metadata ", quoted(key));
-    const uint32_t t = c.read<uint32_t>(str_cat(what, " value type"));
-    if (t >= 13) throw GGUFError(str_cat(what, ": invalid value type ", t, " (valid types are 0..12)"));
     GGUFValue v;
-    read_value(c, (GGUFValueType)t, v, what, 0);
+    try {
+      const uint32_t t = c.read<uint32_t>("value type");
+      if (t >= 13) throw GGUFError(str_cat("invalid value type ", t, " (valid types are 0..12)"));
+      read_value(c, (GGUFValueType)t, v);
+    } catch (const GGUFError& e) {
+      rethrow_in(str_cat("metadata ", quoted(key)), e);
+    }
     keys_.push_back(key);
     kv_.emplace(std::move(key), std::move(v));
   }
@@ -359,48 +374,53 @@ void GGUFFile::parse() {
   tensor_index_.reserve((size_t)n_tensors);
   for (uint64_t k = 0; k < n_tensors; ++k) {
     GGUFTensorInfo t;
-    t.name = c.read_string(str_cat("tensor #", k, " name"));
+    try {
+      t.name = c.read_string("name length");
+    } catch (const GGUFError& e) {
+      rethrow_in(str_cat("tensor #", k, " name"), e);
+    }
     if (t.name.empty()) throw GGUFError(str_cat("tensor #", k, " has an empty name"));
     if (t.name.size() > kMaxTensorName)
       throw GGUFError(str_cat("tensor #", k, " name ", quoted(t.name), " is ", t.name.size(),
                               " bytes long; at most ", kMaxTensorName, " are allowed"));
     if (tensor_index_.count(t.name)) throw GGUFError(str_cat("duplicate tensor name ", quoted(t.name)));
-    const std::string what = str_cat("tensor ", quoted(t.name));
-    const uint32_t n_dims = c.read<uint32_t>(str_cat(what, " n_dims"));
-    if (n_dims > kMaxDims)
-      throw GGUFError(str_cat(what, " has n_dims = ", n_dims, "; at most ", kMaxDims, " are supported"));
-    uint64_t numel = 1;
-    for (uint32_t d = 0; d < n_dims; ++d) {
-      const int64_t ne = c.read<int64_t>(str_cat(what, " dimension ", d));
-      if (ne < 0) throw GGUFError(str_cat(what, " has a negative dimension ne[", d, "] = ", ne));
-      if (mul_overflows(numel, (uint64_t)ne, (uint64_t)std::numeric_limits<int64_t>::max()))
-        throw GGUFError(str_cat(what, ": the product of its dimensions overflows int64 (at ne[", d, "] = ", ne, ")"));
-      numel *= (uint64_t)ne;
-      t.ne.push_back(ne);
+    try {
+      const uint32_t n_dims = c.read<uint32_t>("n_dims");
+      if (n_dims > kMaxDims) throw GGUFError(str_cat("n_dims = ", n_dims, "; at most ", kMaxDims, " are supported"));
+      uint64_t numel = 1;
+      for (uint32_t d = 0; d < n_dims; ++d) {
+        const int64_t ne = c.read<int64_t>("dimension");
+        if (ne < 0) throw GGUFError(str_cat("negative dimension ne[", d, "] = ", ne));
+        if (mul_overflows(numel, (uint64_t)ne, (uint64_t)std::numeric_limits<int64_t>::max()))
+          throw GGUFError(str_cat("the product of its dimensions overflows int64 (at ne[", d, "] = ", ne, ")"));
+        numel *= (uint64_t)ne;
+        t.ne.push_back(ne);
+      }
+      t.n_elements = (int64_t)numel;
+      const int32_t type_id = c.read<int32_t>("ggml type");
+      const GGMLTypeTraits* tr = ggml_type_traits(type_id);
+      if (tr == nullptr) {
+        if (const char* rn = removed_type_name(type_id))
+          throw GGUFError(str_cat("ggml type ", type_id, " (", rn, ") was removed from ggml and is not supported"));
+        throw GGUFError(str_cat("unknown ggml type ", type_id));
+      }
+      t.type = (GGMLType)type_id;
+      const int64_t ne0 = n_dims > 0 ? t.ne[0] : 1;
+      if (ne0 % tr->block_size != 0)
+        throw GGUFError(str_cat("row length ne[0] = ", ne0, " is not a multiple of the ", tr->name, " block size ",
+                                tr->block_size));
+      // nbytes = (ne0 / block) * type_size * (numel / ne0), each product checked against INT64_MAX.
+      const uint64_t blocks_per_row = (uint64_t)(ne0 / tr->block_size);
+      const uint64_t n_rows = ne0 == 0 ? 0 : numel / (uint64_t)ne0;
+      constexpr uint64_t kMax = (uint64_t)std::numeric_limits<int64_t>::max();
+      if (mul_overflows(blocks_per_row, (uint64_t)tr->type_size, kMax) ||
+          mul_overflows(blocks_per_row * (uint64_t)tr->type_size, n_rows, kMax))
+        throw GGUFError("its size in bytes overflows");
+      t.nbytes = blocks_per_row * (uint64_t)tr->type_size * n_rows;
+      t.offset = c.read<uint64_t>("data offset");
+    } catch (const GGUFError& e) {
+      rethrow_in(str_cat("tensor ", quoted(t.name)), e);
     }
-    t.n_elements = (int64_t)numel;
-    const int32_t type_id = c.read<int32_t>(str_cat(what, " ggml type"));
-    const GGMLTypeTraits* tr = ggml_type_traits(type_id);
-    if (tr == nullptr) {
-      if (const char* rn = removed_type_name(type_id))
-        throw GGUFError(str_cat(what, " has ggml type ", type_id, " (", rn, "), which was removed from ggml"));
-      throw GGUFError(str_cat(what, " has unknown ggml type ", type_id));
-    }
-    t.type = (GGMLType)type_id;
-    const int64_t ne0 = n_dims > 0 ? t.ne[0] : 1;
-    if (ne0 % tr->block_size != 0)
-      throw GGUFError(str_cat(what, ": row length ne[0] = ", ne0, " is not a multiple of the ", tr->name,
-                              " block size ", tr->block_size));
-    // nbytes = (ne0 / block) * type_size * (numel / ne0), each product checked against INT64_MAX.
-    const uint64_t blocks_per_row = (uint64_t)(ne0 / tr->block_size);
-    const uint64_t n_rows = ne0 == 0 ? 0 : numel / (uint64_t)ne0;
-    constexpr uint64_t kMax = (uint64_t)std::numeric_limits<int64_t>::max();
-    if (mul_overflows(blocks_per_row, (uint64_t)tr->type_size, kMax) ||
-        mul_overflows(blocks_per_row * (uint64_t)tr->type_size, n_rows, kMax))
-      throw GGUFError(str_cat(what, ": its size in bytes overflows"));
-    const uint64_t row_bytes = blocks_per_row * (uint64_t)tr->type_size;
-    t.nbytes = row_bytes * n_rows;
-    t.offset = c.read<uint64_t>(str_cat(what, " data offset"));
     tensor_index_.emplace(t.name, tensors_.size());
     tensors_.push_back(std::move(t));
   }
@@ -414,13 +434,13 @@ void GGUFFile::parse() {
                             ", past the end of the file (", size_, " bytes)"));
   const uint64_t data_size = data_offset_ <= size_ ? size_ - data_offset_ : 0;
   for (auto& t : tensors_) {
-    const std::string what = str_cat("tensor ", quoted(t.name));
+    auto what = [&] { return str_cat("tensor ", quoted(t.name)); };
     if (t.offset % alignment_ != 0)
-      throw GGUFError(str_cat(what, ": data offset ", t.offset, " is not a multiple of the alignment ", alignment_));
+      throw GGUFError(str_cat(what(), ": data offset ", t.offset, " is not a multiple of the alignment ", alignment_));
     if (t.offset + t.nbytes < t.offset)
-      throw GGUFError(str_cat(what, ": data offset ", t.offset, " + size ", t.nbytes, " wraps around"));
+      throw GGUFError(str_cat(what(), ": data offset ", t.offset, " + size ", t.nbytes, " wraps around"));
     if (t.offset > data_size || t.nbytes > data_size - t.offset)
-      throw GGUFError(str_cat(what, ": data [", t.offset, ", ", t.offset + t.nbytes, ") runs past the end of the file ",
+      throw GGUFError(str_cat(what(), ": data [", t.offset, ", ", t.offset + t.nbytes, ") runs past the end of the file ",
                               "(the data section holds ", data_size, " bytes)"));
     t.data = base_ + data_offset_ + t.offset;
   }

@@ -98,8 +98,11 @@ class GGUFFile:
     def __repr__(self) -> str:
         if self._f is None:
             return f"<GGUFFile {self._path!r} (closed)>"
-        return (f"<GGUFFile {self._path!r} v{self.version} arch={self.architecture!r} "
-                f"{len(self.tensors)} tensors>")
+        try:
+            arch = self.architecture
+        except ValueError:  # general.architecture of the wrong type
+            arch = "?"
+        return f"<GGUFFile {self._path!r} v{self.version} arch={arch!r} {len(self.tensors)} tensors>"
 
     # -- header -----------------------------------------------------------------------------
     @property
