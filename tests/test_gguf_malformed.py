@@ -149,6 +149,9 @@ CASES = {
                                 "larger than"),
     "nested-array-count-huge": (header(n_kv=1) + kv_raw(b"k", ARRAY, struct.pack("<IQ", ARRAY, 2**40) + b"\0" * 64),
                                 "larger than"),
+    "nested-too-many": (header(n_kv=1) + kv_raw(b"k", ARRAY, struct.pack("<IQ", ARRAY, (1 << 20) + 1)
+                                                + struct.pack("<IQ", UINT8, 0) * ((1 << 20) + 1)),
+                        "arrays nested inside arrays"),
     "nested-too-deep": (header(n_kv=1) + kv_raw(b"k", ARRAY, struct.pack("<IQ", ARRAY, 1) * 9 + struct.pack("<IQ", UINT8, 0)),
                         "nested more than"),
     # general.alignment

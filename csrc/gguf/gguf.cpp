@@ -30,6 +30,8 @@ namespace {
 constexpr uint64_t kMaxTensorName = 64;   // bytes
 constexpr uint32_t kMaxDims = 4;
 constexpr int kMaxArrayDepth = 8;        // arrays of arrays nest at most this deep
+constexpr uint64_t kMaxNestedArrays = 1u << 20;  // arrays inside arrays, in the whole file
+constexpr uint64_t kMaxReserve = 1u << 16;       // reserve() at most this many up front; grow as entries parse
 constexpr uint64_t kMinKVBytes = 8 + 1 + 4 + 1;      // key length, >= 1 key byte, type, >= 1 value byte
 constexpr uint64_t kMinTensorInfoBytes = 8 + 1 + 4 + 4 + 8;  // name length, >= 1 name byte, n_dims, type, offset
 
@@ -116,6 +118,7 @@ struct Cursor {
   const uint8_t* base;
   size_t size;
   size_t pos = 0;
+  uint64_t nested_arrays = 0;  // arrays read inside arrays so far (each costs a GGUFValue in memory)
 
   uint64_t left() const { return (uint64_t)(size - pos); }
 
@@ -171,10 +174,13 @@ void read_array(Cursor& c, GGUFValue& v, int depth) {
   uint64_t k = 0;
   try {
     if (v.array_type == GGUFValueType::STRING) {
-      v.array_strings.reserve((size_t)count);  // bounded by file size / 8
+      v.array_strings.reserve((size_t)std::min(count, kMaxReserve));
       for (; k < count; ++k) v.array_strings.push_back(c.read_string("string"));
     } else {
-      v.array_values.reserve((size_t)count);  // bounded by file size / 12
+      if (count > kMaxNestedArrays - c.nested_arrays)
+        throw GGUFError(str_cat("more than ", kMaxNestedArrays, " arrays nested inside arrays in the file"));
+      c.nested_arrays += count;
+      v.array_values.reserve((size_t)std::min(count, kMaxReserve));
       for (; k < count; ++k) {
         v.array_values.emplace_back();
         GGUFValue& e = v.array_values.back();
@@ -333,8 +339,9 @@ void GGUFFile::parse() {
                             " bytes left could hold"));
 
   // --- metadata
-  keys_.reserve((size_t)n_kv);
-  kv_.reserve((size_t)n_kv);
+  // Counts are bounded by the bytes left; memory grows with the entries actually parsed.
+  keys_.reserve((size_t)std::min(n_kv, kMaxReserve));
+  kv_.reserve((size_t)std::min(n_kv, kMaxReserve));
   for (uint64_t k = 0; k < n_kv; ++k) {
     std::string key;
     try {
@@ -370,8 +377,8 @@ void GGUFFile::parse() {
   }
 
   // --- tensor infos
-  tensors_.reserve((size_t)n_tensors);
-  tensor_index_.reserve((size_t)n_tensors);
+  tensors_.reserve((size_t)std::min(n_tensors, kMaxReserve));
+  tensor_index_.reserve((size_t)std::min(n_tensors, kMaxReserve));
   for (uint64_t k = 0; k < n_tensors; ++k) {
     GGUFTensorInfo t;
     try {
