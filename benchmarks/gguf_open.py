@@ -149,6 +149,7 @@ def main() -> int:
             rss.append(rss_bytes() - r0)
             keep.append(f)  # keep open so a freed buffer is not reused in the next measurement
         f = keep[-1]
+        info.setdefault("n_kv", len(f._core().keys()))
         t0 = time.perf_counter()
         tensors = f.tensors
         table_ms = (time.perf_counter() - t0) * 1e3
