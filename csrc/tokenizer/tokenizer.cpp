@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstring>
 #include <queue>
+#include <set>
 
 #include "core/error.h"
 #include "tokenizer/unicode.h"
@@ -108,6 +109,20 @@ std::string utf8_sanitize(std::string_view sv) {
     i += k;
   }
   return out;
+}
+
+std::vector<int32_t> find_eog_ids(const std::vector<std::string>& tokens, const std::vector<int32_t>& extra) {
+  static const std::set<std::string> kEogText = {
+      "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<end_of_turn>", "<|endoftext|>",
+      "</s>", "<|eom_id|>", "<EOT>", "_<EOT>", "<|end_of_text|>", "<end_of_utterance>", "<eos>",
+      "<\xEF\xBD\x9C" "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>",
+  };
+  std::set<int32_t> eog;
+  for (size_t i = 0; i < tokens.size(); ++i)
+    if (kEogText.count(tokens[i])) eog.insert(int32_t(i));
+  for (int32_t id : extra)
+    if (id >= 0 && size_t(id) < tokens.size()) eog.insert(id);
+  return std::vector<int32_t>(eog.begin(), eog.end());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -75,6 +75,10 @@ struct TokenizerSpec {
 // Replaces every maximal invalid UTF-8 subsequence with U+FFFD (as Python's errors="replace").
 std::string utf8_sanitize(std::string_view s);
 
+// End-of-generation ids: tokens whose text marks an end of turn/text (llama.cpp's list: <|im_end|>,
+// <|endoftext|>, <|end|>, <|eot_id|>, ...) plus the valid ids in `extra`; sorted, unique.
+std::vector<int32_t> find_eog_ids(const std::vector<std::string>& tokens, const std::vector<int32_t>& extra);
+
 // Builds the spec from GGUF `tokenizer.ggml.*` metadata. Throws GGUFError on malformed metadata.
 TokenizerSpec spec_from_gguf(const GGUFFile& f);
 
