@@ -265,7 +265,7 @@ def test_small_vocab_works(tmp_path):
     (dict(merges=["ab"]), "not of the form"),
     (dict(tokens=["a", "b", "a"], types=None), "duplicate token"),
     (dict(tokens=[], types=None), "tokenizer.ggml.tokens"),
-    (dict(tokens=["a", "b"], types=None), "byte-level vocabulary lacks"),
+    (dict(tokens=["a", "b"], types=None), "not a byte-level vocabulary"),
     (dict(extra={"tokenizer.ggml.add_bos_token": True}), "no BOS"),
     (dict(model="llama", pre=None), "scores is missing"),
     (dict(model="llama", pre=None, scores=[0.0, 1.0]), "scores has 2 entries"),

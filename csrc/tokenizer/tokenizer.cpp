@@ -196,14 +196,19 @@ Tokenizer::Tokenizer(TokenizerSpec spec) : spec_(std::move(spec)) {
 
   // byte tokens
   std::fill(byte_to_id_, byte_to_id_ + 256, -1);
+  int n_missing_bytes = 0;
   if (spec_.byte_level) {
     for (int b = 0; b < 256; ++b) {
       std::string ch;
       utf8_append(ch, byte_char(uint8_t(b)));
       auto it = piece_to_id_.find(ch);
-      IL_CHECK_ARG(it != piece_to_id_.end(), nm, ": byte-level vocabulary lacks the token for byte 0x", std::hex, b);
-      byte_to_id_[b] = it->second;
+      // Some vocabularies lack a few control bytes (SmolLM2: 0x04...); as HF tokenizers, such
+      // bytes are dropped from the text (no unknown token: HF byte-level models have none).
+      if (it != piece_to_id_.end()) byte_to_id_[b] = it->second;
+      else ++n_missing_bytes;
     }
+    IL_CHECK_ARG(n_missing_bytes < 128, nm, ": not a byte-level vocabulary (", n_missing_bytes,
+                 " of the 256 byte tokens are missing)");
   } else {
     for (size_t i = 0; i < n; ++i) {
       uint8_t b;
@@ -499,7 +504,12 @@ void Tokenizer::bpe_merges(std::string_view word, Scratch& s, std::vector<int32_
   const size_t n = word.size();
   if (spec_.byte_level) {
     ids.resize(n);
-    for (size_t i = 0; i < n; ++i) ids[i] = byte_to_id_[p[i]];
+    size_t k = 0;
+    for (size_t i = 0; i < n; ++i) {
+      int32_t id = byte_to_id_[p[i]];
+      if (id >= 0) ids[k++] = id;  // bytes without a token are dropped, as HF does
+    }
+    ids.resize(k);
   } else {
     // characters -> tokens; unknown ones -> byte fallback or <unk> (fused when fuse_unk)
     for (size_t i = 0; i < n;) {
