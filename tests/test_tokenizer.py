@@ -368,3 +368,28 @@ def test_stream_decoder_never_splits_code_points():
     assert d.push(tok.piece_to_id("ð")) == ""
     assert d.push(tok.piece_to_id("a")) == "\ufffda"
     assert d.flush() == ""
+
+
+def test_concurrent_encode_is_consistent():
+    """encode releases the GIL; threads share one tokenizer (and its word cache) safely."""
+    import threading
+
+    from tokenizer_corpus import corpus
+
+    tok = Tokenizer.from_json(HF_DIR / "qwen2.5" / "tokenizer.json")
+    texts = corpus(11, 300)
+    want = [tok.encode(s) for s in texts]
+    errors = []
+
+    def work():
+        for s, w in zip(texts, want):
+            if tok.encode(s) != w:
+                errors.append(s)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+
