@@ -4,6 +4,7 @@
 // Layouts follow ggml (see csrc/gguf/dequant.cpp); every block type holds a whole number of groups.
 #pragma once
 #include <cstdint>
+#include <cstring>
 
 #include "core/ggml_types.h"
 
@@ -12,7 +13,6 @@
 #include <cuda_bf16.h>
 #define IL_HD __host__ __device__ __forceinline__
 #else
-#include <cstring>
 #define IL_HD inline
 #endif
 

@@ -9,11 +9,11 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #if defined(__CUDACC__)
 #define IL_SHD __host__ __device__ __forceinline__
 #else
-#include <cstring>
 #define IL_SHD inline
 #endif
 
