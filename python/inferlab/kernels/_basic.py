@@ -4,7 +4,10 @@ Every function takes NumPy arrays (float32, float16 or bfloat16 from ``ml_dtypes
 :class:`inferlab.DeviceArray` and runs on ``device`` ("cpu" or "cuda"; by default the device of the
 first DeviceArray argument, else "cpu"). It returns NumPy arrays when its main input is a NumPy array
 and DeviceArrays when it is a DeviceArray (chain kernels on the GPU without round trips that way).
-``out_dtype`` picks the output's float type (default: the main input's). Arithmetic is float32.
+``out_dtype`` picks the output's float type (default: the main input's). ``out`` (a DeviceArray, or a
+writeable C-contiguous NumPy array) receives the result instead of a new array and is returned; it may
+be the very input array where the op allows it (add, rope, gelu, softmax, swiglu, norms' x).
+Arithmetic is float32.
 Each op has a float64 NumPy reference with the same signature in :mod:`inferlab.reference`.
 """
 from __future__ import annotations
@@ -96,14 +99,44 @@ def _empty(shape, dtype: str, device: str) -> DeviceArray:
     return DeviceArray.empty(list(shape), dtype, device)
 
 
+class _Out:
+    """The output of one call: a DeviceArray to write, and how to hand it back."""
+
+    def __init__(self, out, shape, out_dtype, default_dtype: str, device: str):
+        shape = tuple(int(v) for v in shape)
+        self.user = out
+        if out is None:
+            self.dev = _empty(shape, _out_dtype(out_dtype, default_dtype), device)
+            return
+        name = _dtype_name(out)
+        if out_dtype is not None and _out_dtype(out_dtype, default_dtype) != name:
+            raise ValueError(f"out has dtype {name} but out_dtype is {_out_dtype(out_dtype, default_dtype)}")
+        if name not in _FLOATS:
+            raise ValueError(f"out has dtype {name}; expected one of {', '.join(_FLOATS)}")
+        if tuple(out.shape) != shape:
+            raise ValueError(f"out must have shape {shape}, got {tuple(out.shape)}")
+        if isinstance(out, DeviceArray):
+            if out.device != device:
+                raise ValueError(f"out is on {out.device} but device={device!r}")
+            self.dev = out
+        else:
+            if not isinstance(out, np.ndarray) or not out.flags.c_contiguous or not out.flags.writeable:
+                raise ValueError("out must be a writeable C-contiguous NumPy array or a DeviceArray")
+            # CPU: wraps the array without a copy; CUDA: a device copy (so poisoned contents travel too)
+            self.dev = DeviceArray.from_numpy(out, device)
+
+    def result(self, as_numpy: bool):
+        if isinstance(self.user, DeviceArray):
+            return self.user
+        if isinstance(self.user, np.ndarray):
+            if self.dev.device != "cpu":
+                self.user[...] = self.dev.numpy()
+            return self.user
+        return self.dev.numpy() if as_numpy else self.dev
+
+
 def _result(out: DeviceArray, as_numpy: bool):
     return out.numpy() if as_numpy else out
-
-
-def _copy(x: DeviceArray) -> DeviceArray:
-    y = _empty(x.shape, x.dtype_name, x.device)
-    y._copy_from(x)
-    return y
 
 
 def _check_eps(eps) -> float:
@@ -117,7 +150,7 @@ def _check_eps(eps) -> float:
 # ops
 # ---------------------------------------------------------------------------------------------
 
-def embedding(ids, table, device=None, out_dtype=None):
+def embedding(ids, table, device=None, out_dtype=None, out=None):
     """Row gather: ``out[t, :] = table[ids[t], :]``.
 
     ids [T] integers in [0, V); table [V, D] float; returns [T, D] (out_dtype, default table's dtype).
@@ -135,12 +168,12 @@ def embedding(ids, table, device=None, out_dtype=None):
         a = np.asarray(ids)
         if a.size and (a.min() < 0 or a.max() >= t.shape[0]):
             raise ValueError(f"ids must be in [0, {t.shape[0]}), got values in [{a.min()}, {a.max()}]")
-    out = _empty((i.shape[0], t.shape[1]), _out_dtype(out_dtype, t.dtype_name), device)
-    _k.embedding(i, t, out)
-    return _result(out, as_numpy)
+    o = _Out(out, (i.shape[0], t.shape[1]), out_dtype, t.dtype_name, device)
+    _k.embedding(i, t, o.dev)
+    return o.result(as_numpy)
 
 
-def embedding_q(ids, data, ggml_type, shape, device=None, out_dtype="float32"):
+def embedding_q(ids, data, ggml_type, shape, device=None, out_dtype=None, out=None):
     """Row gather from a GGUF-typed table, dequantized on the fly: ``out[t, :] = dequant(table)[ids[t], :]``.
 
     data: uint8 bytes of the table as stored in the GGUF file ([V, row_bytes] or flat; NumPy or DeviceArray);
@@ -170,12 +203,12 @@ def embedding_q(ids, data, ggml_type, shape, device=None, out_dtype="float32"):
     i = _ids(ids, device)
     if i.ndim != 1:
         raise ValueError(f"ids must be 1-D [T], got shape {tuple(i.shape)}")
-    out = _empty((i.shape[0], D), _out_dtype(out_dtype, "float32"), device)
-    _k.embedding_q(i, d, tid, V, D, out)
-    return _result(out, as_numpy)
+    o = _Out(out, (i.shape[0], D), out_dtype, "float32", device)
+    _k.embedding_q(i, d, tid, V, D, o.dev)
+    return o.result(as_numpy)
 
 
-def rms_norm(x, w, eps, device=None, out_dtype=None):
+def rms_norm(x, w, eps, device=None, out_dtype=None, out=None):
     """RMSNorm: ``out = x / sqrt(mean(x**2, axis=-1) + eps) * w``.
 
     x [..., D], w [D]; returns [..., D].
@@ -183,12 +216,12 @@ def rms_norm(x, w, eps, device=None, out_dtype=None):
     device = _pick_device(device, x, w)
     as_numpy = not isinstance(x, DeviceArray)
     xd, wd = _dev(x, device, "x"), _dev(w, device, "w")
-    out = _empty(xd.shape, _out_dtype(out_dtype, xd.dtype_name), device)
-    _k.rms_norm(xd, wd, _check_eps(eps), out)
-    return _result(out, as_numpy)
+    o = _Out(out, xd.shape, out_dtype, xd.dtype_name, device)
+    _k.rms_norm(xd, wd, _check_eps(eps), o.dev)
+    return o.result(as_numpy)
 
 
-def add_rms_norm(residual, x, w, eps, device=None, out_dtype=None):
+def add_rms_norm(residual, x, w, eps, device=None, out_dtype=None, out=None):
     """Residual add + RMSNorm: ``h = residual + x; out = rms_norm(h, w, eps)``; returns ``(h, out)``.
 
     residual [..., D] float32, x [..., D], w [D]. A DeviceArray residual is updated in place (and returned);
@@ -204,12 +237,12 @@ def add_rms_norm(residual, x, w, eps, device=None, out_dtype=None):
             raise ValueError(f"residual has dtype {r.dtype.name}; expected float32")
         rd = DeviceArray.from_numpy(np.array(r, dtype=np.float32, copy=True), device)
     xd, wd = _dev(x, device, "x"), _dev(w, device, "w")
-    out = _empty(xd.shape, _out_dtype(out_dtype, xd.dtype_name), device)
-    _k.add_rms_norm(rd, xd, wd, _check_eps(eps), out)
-    return (rd.numpy(), out.numpy()) if as_numpy else (rd, out)
+    o = _Out(out, xd.shape, out_dtype, xd.dtype_name, device)
+    _k.add_rms_norm(rd, xd, wd, _check_eps(eps), o.dev)
+    return (rd.numpy(), o.result(True)) if as_numpy else (rd, o.result(False))
 
 
-def layer_norm(x, w, b, eps, device=None, out_dtype=None):
+def layer_norm(x, w, b, eps, device=None, out_dtype=None, out=None):
     """LayerNorm: ``out = (x - mean) / sqrt(var + eps) * w + b`` over the last axis (biased variance).
 
     x [..., D], w [D], b [D] or None; returns [..., D].
@@ -218,12 +251,12 @@ def layer_norm(x, w, b, eps, device=None, out_dtype=None):
     as_numpy = not isinstance(x, DeviceArray)
     xd, wd = _dev(x, device, "x"), _dev(w, device, "w")
     bd = None if b is None else _dev(b, device, "b")
-    out = _empty(xd.shape, _out_dtype(out_dtype, xd.dtype_name), device)
-    _k.layer_norm(xd, wd, bd, _check_eps(eps), out)
-    return _result(out, as_numpy)
+    o = _Out(out, xd.shape, out_dtype, xd.dtype_name, device)
+    _k.layer_norm(xd, wd, bd, _check_eps(eps), o.dev)
+    return o.result(as_numpy)
 
 
-def add_layer_norm(residual, x, w, b, eps, device=None, out_dtype=None):
+def add_layer_norm(residual, x, w, b, eps, device=None, out_dtype=None, out=None):
     """Residual add + LayerNorm: ``h = residual + x; out = layer_norm(h, w, b, eps)``; returns ``(h, out)``.
 
     residual [..., D] float32 (a DeviceArray is updated in place), x [..., D], w [D], b [D] or None.
@@ -239,15 +272,15 @@ def add_layer_norm(residual, x, w, b, eps, device=None, out_dtype=None):
         rd = DeviceArray.from_numpy(np.array(r, dtype=np.float32, copy=True), device)
     xd, wd = _dev(x, device, "x"), _dev(w, device, "w")
     bd = None if b is None else _dev(b, device, "b")
-    out = _empty(xd.shape, _out_dtype(out_dtype, xd.dtype_name), device)
-    _k.add_layer_norm(rd, xd, wd, bd, _check_eps(eps), out)
-    return (rd.numpy(), out.numpy()) if as_numpy else (rd, out)
+    o = _Out(out, xd.shape, out_dtype, xd.dtype_name, device)
+    _k.add_layer_norm(rd, xd, wd, bd, _check_eps(eps), o.dev)
+    return (rd.numpy(), o.result(True)) if as_numpy else (rd, o.result(False))
 
 
 _ROPE_STYLES = {"norm": 0, "neox": 1}
 
 
-def rope(x, positions, theta, n_rot=None, style="neox", device=None, out_dtype=None):
+def rope(x, positions, theta, n_rot=None, style="neox", device=None, out_dtype=None, out=None):
     """Rotary position embedding of the first ``n_rot`` dims of every head (the rest are copied).
 
     x [T, H, D]; positions [T] integers; pair i (0 <= i < n_rot/2) of token t turns by
@@ -264,19 +297,19 @@ def rope(x, positions, theta, n_rot=None, style="neox", device=None, out_dtype=N
         raise ValueError(f"x must be 3-D [T, H, D], got shape {tuple(xd.shape)}")
     n_rot = xd.shape[2] if n_rot is None else int(n_rot)
     pd = _ids(positions, device, "positions")
-    out = _empty(xd.shape, _out_dtype(out_dtype, xd.dtype_name), device)
-    _k.rope(xd, pd, float(theta), n_rot, _ROPE_STYLES[style], out)
-    return _result(out, as_numpy)
+    o = _Out(out, xd.shape, out_dtype, xd.dtype_name, device)
+    _k.rope(xd, pd, float(theta), n_rot, _ROPE_STYLES[style], o.dev)
+    return o.result(as_numpy)
 
 
-def add(a, b, device=None, out_dtype=None):
+def add(a, b, device=None, out_dtype=None, out=None):
     """Residual add: ``out = a + b``; a, b, out of one shape. Returns the sum."""
     device = _pick_device(device, a, b)
     as_numpy = not isinstance(a, DeviceArray)
     ad, bd = _dev(a, device, "a"), _dev(b, device, "b")
-    out = _empty(ad.shape, _out_dtype(out_dtype, ad.dtype_name), device)
-    _k.add(ad, bd, out)
-    return _result(out, as_numpy)
+    o = _Out(out, ad.shape, out_dtype, ad.dtype_name, device)
+    _k.add(ad, bd, o.dev)
+    return o.result(as_numpy)
 
 
 def add_bias(x, bias, device=None):
@@ -296,46 +329,46 @@ def add_bias(x, bias, device=None):
     return _result(xd, as_numpy)
 
 
-def swiglu(gate, up, device=None, out_dtype=None):
+def swiglu(gate, up, device=None, out_dtype=None, out=None):
     """SwiGLU: ``out = silu(gate) * up`` with ``silu(g) = g / (1 + exp(-g))``; gate, up [..., F] (same dtype)."""
     device = _pick_device(device, gate, up)
     as_numpy = not isinstance(gate, DeviceArray)
     gd, ud = _dev(gate, device, "gate"), _dev(up, device, "up")
-    out = _empty(gd.shape, _out_dtype(out_dtype, gd.dtype_name), device)
-    _k.swiglu(gd, ud, out)
-    return _result(out, as_numpy)
+    o = _Out(out, gd.shape, out_dtype, gd.dtype_name, device)
+    _k.swiglu(gd, ud, o.dev)
+    return o.result(as_numpy)
 
 
-def swiglu_fused(gate_up, device=None, out_dtype=None):
+def swiglu_fused(gate_up, device=None, out_dtype=None, out=None):
     """SwiGLU on a fused projection (Phi-3): gate_up [T, 2F] = [gate | up] -> ``silu(gate) * up`` [T, F]."""
     device = _pick_device(device, gate_up)
     as_numpy = not isinstance(gate_up, DeviceArray)
     gd = _dev(gate_up, device, "gate_up")
     if gd.ndim != 2 or gd.shape[1] % 2:
         raise ValueError(f"gate_up must be 2-D [T, 2F], got shape {tuple(gd.shape)}")
-    out = _empty((gd.shape[0], gd.shape[1] // 2), _out_dtype(out_dtype, gd.dtype_name), device)
-    _k.swiglu_fused(gd, out)
-    return _result(out, as_numpy)
+    o = _Out(out, (gd.shape[0], gd.shape[1] // 2), out_dtype, gd.dtype_name, device)
+    _k.swiglu_fused(gd, o.dev)
+    return o.result(as_numpy)
 
 
-def gelu(x, device=None, out_dtype=None):
+def gelu(x, device=None, out_dtype=None, out=None):
     """GELU, tanh form (GPT-2): ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x**3)))``; any shape."""
     device = _pick_device(device, x)
     as_numpy = not isinstance(x, DeviceArray)
     xd = _dev(x, device, "x")
-    out = _empty(xd.shape, _out_dtype(out_dtype, xd.dtype_name), device)
-    _k.gelu(xd, out)
-    return _result(out, as_numpy)
+    o = _Out(out, xd.shape, out_dtype, xd.dtype_name, device)
+    _k.gelu(xd, o.dev)
+    return o.result(as_numpy)
 
 
-def softmax(x, device=None, out_dtype=None):
+def softmax(x, device=None, out_dtype=None, out=None):
     """Softmax over the last axis: ``exp(x - max) / sum(exp(x - max))``; x [..., N]."""
     device = _pick_device(device, x)
     as_numpy = not isinstance(x, DeviceArray)
     xd = _dev(x, device, "x")
-    out = _empty(xd.shape, _out_dtype(out_dtype, xd.dtype_name), device)
-    _k.softmax(xd, out)
-    return _result(out, as_numpy)
+    o = _Out(out, xd.shape, out_dtype, xd.dtype_name, device)
+    _k.softmax(xd, o.dev)
+    return o.result(as_numpy)
 
 
 def sample(logits, temperature=0.0, top_k=0, top_p=1.0, min_p=0.0, repetition_penalty=1.0, seed=0, offset=0,
