@@ -111,14 +111,16 @@ def test_draws_stay_in_the_allowed_set(device, setting, rng):
     logits = _logits(rng, V, 2.5)
     s, prev = _split(setting, rng, V)
     s = _robust(s, logits, prev)
-    allowed = R.sample_probs(logits, prev_tokens=prev, **s)[0] > 0
+    probs = R.sample_probs(logits, prev_tokens=prev, **s)[0]
+    allowed = probs > 0
     tokens = K.sample(np.tile(logits, (B, 1)), prev_tokens=prev, seed=int(rng.integers(1 << 62)), device=device, **s)
     assert tokens.shape == (B,) and tokens.dtype == np.int32
     outside = tokens[~allowed[tokens]]
     assert outside.size == 0, f"{outside.size} draws outside the {allowed.sum()} allowed tokens: {outside[:10]}"
     if s.get("top_k"):
         assert allowed.sum() <= s["top_k"]
-    assert np.unique(tokens).size > 1  # it does sample
+    if (probs > 0.01).sum() > 1:
+        assert np.unique(tokens).size > 1  # it does sample
 
 
 def test_top_k_keeps_ties_at_the_boundary():

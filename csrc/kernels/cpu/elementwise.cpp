@@ -11,10 +11,13 @@ namespace cpu {
 
 namespace {
 
-inline float silu(float x) { return x / (1.f + std::exp(-x)); }
+// sigmoid(t) without overflow: exp(t) / (1 + exp(t)) ~= exp(t) to float precision for t < -80.
+inline float sigmoid(float t) { return t >= -80.f ? 1.f / (1.f + std::exp(-t)) : std::exp(t); }
+inline float silu(float x) { return x * sigmoid(x); }
+// 0.5 x (1 + tanh(y)) == x * sigmoid(2 y): the same function without the cancellation of 1 + tanh(y) for x < 0.
 inline float gelu_tanh(float x) {
   const float k0 = 0.7978845608028654f;  // sqrt(2/pi)
-  return 0.5f * x * (1.f + std::tanh(k0 * (x + 0.044715f * x * x * x)));
+  return x * sigmoid(2.f * k0 * (x + 0.044715f * x * x * x));
 }
 
 constexpr int64_t kBlock = 4096;  // elements per buffer

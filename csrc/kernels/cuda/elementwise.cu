@@ -11,10 +11,13 @@ namespace {
 
 constexpr int kThreads = 256;
 
-__device__ __forceinline__ float silu(float x) { return x / (1.f + expf(-x)); }
+// sigmoid(t) without overflow: exp(t) / (1 + exp(t)) ~= exp(t) to float precision for t < -80.
+__device__ __forceinline__ float sigmoid(float t) { return t >= -80.f ? 1.f / (1.f + expf(-t)) : expf(t); }
+__device__ __forceinline__ float silu(float x) { return x * sigmoid(x); }
+// 0.5 x (1 + tanh(y)) == x * sigmoid(2 y): no cancellation of 1 + tanh(y) for x < 0.
 __device__ __forceinline__ float gelu_tanh(float x) {
   const float k0 = 0.7978845608028654f;  // sqrt(2/pi)
-  return 0.5f * x * (1.f + tanhf(k0 * (x + 0.044715f * x * x * x)));
+  return x * sigmoid(2.f * k0 * (x + 0.044715f * x * x * x));
 }
 
 template <EwOp OP>
