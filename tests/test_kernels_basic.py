@@ -389,6 +389,22 @@ def test_embedding_q(device, qtype, model, dt_out, rng):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("qtype", ["Q8_0", "Q6_K", "Q4_K", "Q5_0", "Q3_K", "F16"])
+def test_embedding_from_qweight(device, qtype, rng):
+    # a QWeight as the matmul area builds it (on CUDA: its split layout for quantized types)
+    QW = getattr(K, "QWeight", None)
+    if QW is None or not hasattr(QW, "from_bytes"):
+        pytest.skip("inferlab.kernels.QWeight (matmul area) is not available in this build")
+    V, D, T = 200, 1024, 41
+    data = random_qtable(rng, qtype, V, D)
+    w = QW.from_bytes(data, qtype, V, D, device=device)
+    ids = rng.integers(0, V, size=T)
+    out = poisoned((T, D), F32)
+    got = K.embedding(ids, w, device=device, out=out)
+    check(got, R.embedding(ids, qtable_ref(data, qtype, D)), F32, 2, f"embedding from QWeight {qtype}")
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_embedding_q_errors(device, rng):
     data = random_qtable(rng, "Q8_0", 4, 64)
     with pytest.raises(ValueError, match="multiple of 32"):

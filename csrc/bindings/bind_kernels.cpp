@@ -44,6 +44,8 @@ void bind_kernels(py::module_& root) {
         },
         arg("ids"), arg("data"), arg("ggml_type"), arg("n"), arg("k"), arg("out"), arg("name") = "table", nogil,
         "Embedding from a GGUF-typed table: data holds n rows of k elements in GGUF blocks (uint8).");
+  m.def("embedding_qw", &ops::embedding_q, arg("ids"), arg("table"), arg("out"), nogil,
+        "Embedding from a QWeight (as built by the matmul module; any layout its device supports).");
   m.def("rms_norm", &ops::rms_norm, arg("x"), arg("w"), arg("eps"), arg("out"), nogil);
   m.def("add_rms_norm", &ops::add_rms_norm, arg("residual"), arg("x"), arg("w"), arg("eps"), arg("out"), nogil);
   m.def("layer_norm",

@@ -11,15 +11,15 @@
 #if defined(__CUDACC__)
 #include <cuda_fp16.h>
 #include <cuda_bf16.h>
-#define IL_HD __host__ __device__ __forceinline__
+#define IL_QG_HD __host__ __device__ __forceinline__
 #else
-#define IL_HD inline
+#define IL_QG_HD inline
 #endif
 
 namespace inferlab {
 namespace qgroup {
 
-IL_HD float half_bits(const uint8_t* p) {
+IL_QG_HD float half_bits(const uint8_t* p) {
   const uint16_t h = (uint16_t)(p[0] | (p[1] << 8));
 #if defined(__CUDA_ARCH__)
   return __half2float(__ushort_as_half(h));
@@ -46,7 +46,7 @@ IL_HD float half_bits(const uint8_t* p) {
 #endif
 }
 
-IL_HD float bf16_bits(const uint8_t* p) {
+IL_QG_HD float bf16_bits(const uint8_t* p) {
   const uint32_t bits = (uint32_t)(p[0] | (p[1] << 8)) << 16;
 #if defined(__CUDA_ARCH__)
   return __uint_as_float(bits);
@@ -58,7 +58,7 @@ IL_HD float bf16_bits(const uint8_t* p) {
 }
 
 // Q4_K / Q5_K: 6-bit scale and min of sub-block j (0..7) from the 12 packed bytes.
-IL_HD void scale_min_k4(int j, const uint8_t* q, int& sc, int& m) {
+IL_QG_HD void scale_min_k4(int j, const uint8_t* q, int& sc, int& m) {
   if (j < 4) {
     sc = q[j] & 63;
     m = q[j + 4] & 63;
@@ -69,7 +69,7 @@ IL_HD void scale_min_k4(int j, const uint8_t* q, int& sc, int& m) {
 }
 
 // Bytes per row block and elements per block, for the types handled here (0 when unsupported).
-IL_HD int block_elems(int32_t t) {
+IL_QG_HD int block_elems(int32_t t) {
   switch ((GGMLType)t) {
     case GGMLType::F32: case GGMLType::F16: case GGMLType::BF16: return 32;  // treated as 32-element groups
     case GGMLType::Q4_0: case GGMLType::Q4_1: case GGMLType::Q5_0: case GGMLType::Q5_1: case GGMLType::Q8_0:
@@ -79,7 +79,7 @@ IL_HD int block_elems(int32_t t) {
     default: return 0;
   }
 }
-IL_HD int block_bytes(int32_t t) {
+IL_QG_HD int block_bytes(int32_t t) {
   switch ((GGMLType)t) {
     case GGMLType::F32: return 128;
     case GGMLType::F16: case GGMLType::BF16: return 64;
@@ -96,10 +96,10 @@ IL_HD int block_bytes(int32_t t) {
     default: return 0;
   }
 }
-IL_HD bool supported(int32_t t) { return block_elems(t) != 0; }
+IL_QG_HD bool supported(int32_t t) { return block_elems(t) != 0; }
 
 // y[0..32) = elements [32 g, 32 g + 32) of the row starting at `row` (GGUF block layout).
-IL_HD void dequant_group(int32_t type, const uint8_t* row, int64_t g, float* y) {
+IL_QG_HD void dequant_group(int32_t type, const uint8_t* row, int64_t g, float* y) {
   switch ((GGMLType)type) {
     case GGMLType::F32: {
       const uint8_t* p = row + g * 128;

@@ -180,18 +180,25 @@ void embedding_q(const Tensor& ids, const QWeight& table, Tensor& out) {
     throw NotSupportedError(str_cat("embedding_q: GGML type ", tr->name, " of table '", table.name,
                                     "' is not supported (supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, "
                                     "Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K)"));
-  if (table.layout != 0)
-    throw NotSupportedError(str_cat("embedding_q needs the GGUF block layout (layout 0); table '", table.name,
-                                    "' has the repacked layout ", table.layout));
+  // Layout 0: GGUF blocks row after row (any device). Layout 1: the matmul's CUDA split layout.
+  bool layout_ok = table.layout == 0;
+#ifdef INFERLAB_WITH_CUDA
+  if (table.layout == 1 && table.data.defined() && table.data.device() == Device::CUDA)
+    layout_ok = cuda::embedding_supports_split_layout();
+#endif
+  if (!layout_ok)
+    throw NotSupportedError(str_cat("embedding_q cannot read table '", table.name, "' in layout ", table.layout,
+                                    " on ", device_name(table.data.device())));
   IL_CHECK_ARG(table.n >= 1 && table.k >= 1 && table.k % tr->block_size == 0, "table '", table.name,
                "' has shape [", table.n, ", ", table.k, "]; k must be a positive multiple of ", tr->block_size,
                " for ", tr->name);
   IL_CHECK_ARG(table.data.defined(), "table '", table.name, "' has no data");
   check_dtype(table.data, "table.data", {DType::U8, DType::I8});
   check_same_device(dev, table.data, "table.data");
-  IL_CHECK_ARG((int64_t)table.data.nbytes() >= table.n * table.row_bytes(), "table '", table.name, "' holds ",
-               table.data.nbytes(), " bytes but [", table.n, ", ", table.k, "] ", tr->name, " needs ",
-               table.n * table.row_bytes());
+  if (table.layout == 0)
+    IL_CHECK_ARG((int64_t)table.data.nbytes() >= table.n * table.row_bytes(), "table '", table.name, "' holds ",
+                 table.data.nbytes(), " bytes but [", table.n, ", ", table.k, "] ", tr->name, " needs ",
+                 table.n * table.row_bytes());
   check_float(out, "out");
   check_same_device(dev, out, "out");
   check_shape(out, "out", {ids.size(0), table.k});
@@ -208,6 +215,7 @@ void embedding_q(const Tensor& ids, const QWeight& table, Tensor& out) {
     p.V = table.n;
     p.D = table.k;
     p.row_bytes = table.row_bytes();
+    p.layout = table.layout;
     switch (table.type) {  // plain float tables take the (any-width) float gather
       case GGMLType::F32: p.table_dtype = DType::F32; break;
       case GGMLType::F16: p.table_dtype = DType::F16; break;

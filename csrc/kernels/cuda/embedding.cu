@@ -6,6 +6,14 @@
 #include "kernels/cuda/vec_io.cuh"
 #include "kernels/dequant_group.h"
 
+// The matmul's split layout (layout 1) of quantized CUDA weights is decoded with its own device code.
+#if __has_include("kernels/cuda/dequant.cuh")
+#include "kernels/cuda/dequant.cuh"
+#define IL_EMBEDDING_SPLIT 1
+#else
+#define IL_EMBEDDING_SPLIT 0
+#endif
+
 namespace inferlab {
 namespace cuda {
 namespace {
@@ -63,7 +71,38 @@ __global__ void embedding_q_kernel(EmbeddingParams p, bool vec_out) {
   }
 }
 
+#if IL_EMBEDDING_SPLIT
+// Split layout: each thread decodes one unit (RUNS runs of 16 elements) of one block with dequant_unit.
+template <GGMLType T, class To>
+__global__ void embedding_split_kernel(EmbeddingParams p, QView v) {
+  using Q = QT<T>;
+  const int64_t upr = v.nb * Q::LPB, total = p.T * upr;
+  To* out = static_cast<To*>(p.out);
+  for (int64_t u = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; u < total; u += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t t = u / upr, r = u % upr, blk = r / Q::LPB;
+    const int sub = (int)(r % Q::LPB);
+    const int64_t id = p.ids[t];
+    float y[16 * Q::RUNS];
+    if (id >= 0 && id < p.V) {
+      dequant_unit<T>(v, id, blk, sub, y);
+    } else {
+#pragma unroll
+      for (int k = 0; k < 16 * Q::RUNS; ++k) y[k] = 0.f;
+    }
+    To* o = out + t * p.D + blk * Q::QK;
+#pragma unroll
+    for (int j = 0; j < Q::RUNS; ++j) {
+      const int off = Q::run_offset(sub, j);
+#pragma unroll
+      for (int e = 0; e < 16; ++e) o[off + e] = from_f32<To>(y[16 * j + e]);
+    }
+  }
+}
+#endif
+
 }  // namespace
+
+bool embedding_supports_split_layout() { return IL_EMBEDDING_SPLIT != 0; }
 
 void launch_embedding(const EmbeddingParams& p, cudaStream_t stream) {
   if (p.T == 0 || p.D == 0) return;
@@ -74,6 +113,30 @@ void launch_embedding(const EmbeddingParams& p, cudaStream_t stream) {
       embedding_kernel<Tt, To><<<grid_size(work, kThreads, 1 << 20), kThreads, 0, stream>>>(p, vec);
       IL_CUDA_CHECK_LAUNCH();
     }));
+  } else if (p.layout == 1) {
+#if IL_EMBEDDING_SPLIT
+    const GGMLType type = (GGMLType)p.ggml_type;
+    QView v;
+    v.n = p.V;
+    v.k = p.D;
+    v.pay = static_cast<const uint8_t*>(p.table);
+    v.nb = p.D / ggml_type_traits(p.ggml_type)->block_size;
+    v.side = v.pay + split_side_offset(type, p.V, p.D);
+    dispatch_qtype(type, [&](auto tag) {
+      constexpr GGMLType T = decltype(tag)::value;
+      if constexpr (!QT<T>::IS_FLOAT) {
+        const int64_t work = p.T * v.nb * QT<T>::LPB;
+        IL_DISPATCH_FLOAT(p.out_dtype, To, {
+          embedding_split_kernel<T, To><<<grid_size(work, kThreads, 1 << 20), kThreads, 0, stream>>>(p, v);
+          IL_CUDA_CHECK_LAUNCH();
+        });
+      } else {
+        throw ValueError("internal: float tables have no split layout");
+      }
+    });
+#else
+    throw NotSupportedError("embedding_q: this build cannot read the split layout (layout 1)");
+#endif
   } else {
     const bool vec_out = aligned16(p.out);  // D is a multiple of 32
     const int64_t work = p.T * (p.D / 32);

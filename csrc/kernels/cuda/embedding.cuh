@@ -14,11 +14,15 @@ struct EmbeddingParams {
   void* out = nullptr;           // [T, D], out_dtype
   DType table_dtype = DType::F32, out_dtype = DType::F32;
   int32_t ggml_type = -1;        // -1: float table; else a GGMLType id (see kernels/dequant_group.h)
-  int64_t row_bytes = 0;         // bytes per table row (quantized tables)
+  int32_t layout = 0;            // quantized tables: 0 = GGUF blocks, row after row (row_bytes each);
+                                 // 1 = the matmul's CUDA split layout (kernels/qweight_layout.h)
+  int64_t row_bytes = 0;         // bytes per table row (layout 0)
   int64_t T = 0, V = 0, D = 0;
 };
 
 void launch_embedding(const EmbeddingParams& p, cudaStream_t stream);
+// Whether this build can gather from quantized tables in the split layout (layout 1).
+bool embedding_supports_split_layout();
 
 }  // namespace cuda
 }  // namespace inferlab

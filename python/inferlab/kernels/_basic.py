@@ -153,9 +153,21 @@ def _check_eps(eps) -> float:
 def embedding(ids, table, device=None, out_dtype=None, out=None):
     """Row gather: ``out[t, :] = table[ids[t], :]``.
 
-    ids [T] integers in [0, V); table [V, D] float; returns [T, D] (out_dtype, default table's dtype).
+    ids [T] integers in [0, V); table [V, D] float, or an :class:`inferlab.kernels.QWeight` (any GGUF type,
+    dequantized on the fly; default out_dtype float32). Returns [T, D] (out_dtype, default table's dtype).
     Out-of-range ids raise ValueError on the CPU; on CUDA their rows are zero (check ids beforehand).
     """
+    qw = getattr(table, "_w", table)
+    if type(qw).__name__ == "QWeight":  # inferlab.kernels.QWeight (or its core object): GGUF-typed table
+        device = _pick_device(device, ids) if device is not None or isinstance(ids, DeviceArray) else qw.device
+        if qw.device != device:
+            raise ValueError(f"table is on {qw.device} but device={device!r}")
+        i = _ids(ids, device)
+        if i.ndim != 1:
+            raise ValueError(f"ids must be 1-D [T], got shape {tuple(i.shape)}")
+        o = _Out(out, (i.shape[0], qw.k), out_dtype, "float32", device)
+        _k.embedding_qw(i, qw, o.dev)
+        return o.result(not isinstance(ids, DeviceArray))
     device = _pick_device(device, table, ids)
     as_numpy = not isinstance(table, DeviceArray)
     t = _dev(table, device, "table")
