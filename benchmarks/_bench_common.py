@@ -67,7 +67,7 @@ class Ctx:
 
 def measure_copy_ceiling(ctx: Ctx, nbytes: int | None = None) -> float:
     """GB/s of a device-to-device cudaMemcpyAsync of nbytes, counting read + write (2 * nbytes)."""
-    nbytes = nbytes or ((64 if ctx.device == "cpu" else 256 if ctx.quick else 1024) << 20)
+    nbytes = nbytes or ((16 if ctx.device == "cpu" else 256 if ctx.quick else 1024) << 20)
     src = ctx.empty((nbytes,), "uint8")
     dst = ctx.empty((nbytes,), "uint8")
     copy = _core.kernels.copy_async

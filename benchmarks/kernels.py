@@ -37,6 +37,8 @@ _ISZ = {"float32": 4, "float16": 2, "bfloat16": 2}
 
 def _basic_elementwise(ctx: Ctx, T: int, dt: str) -> list[dict]:
     S, d, F, H, hd = "basic", 4096, 14336, 32, 128
+    if ctx.device == "cpu":
+        d, F = 512, 1024
     e = _ISZ[dt]
     n = T * d
     x, y, out = ctx.randn((T, d), dt), ctx.randn((T, d), dt), ctx.empty((T, d), dt)
@@ -76,6 +78,8 @@ def _basic_embedding(ctx: Ctx, T: int) -> list[dict]:
     import numpy as np
 
     S, d, V = "basic", 4096, 151936
+    if ctx.device == "cpu":
+        d, V = 512, 2048
     ids = ctx.ints((T,), V)
     emb = ctx.empty((T, d), "float32")
     table = ctx.randn((V, d), "float16")
@@ -92,7 +96,7 @@ def _basic_embedding(ctx: Ctx, T: int) -> list[dict]:
 
 
 def _basic_sampling(ctx: Ctx, B: int) -> list[dict]:
-    S, V = "basic", 151936
+    S, V = "basic", 151936 if ctx.device != "cpu" else 4096
     logits, probs = ctx.randn((B, V), "float32", 3.0), ctx.empty((B, V), "float32")
     rows = [ctx.row(S, "softmax", (B, V), "float32", ctx.time_ms(lambda: _k.softmax(logits, probs)), 2 * B * V * 4)]
     toks, prev = ctx.empty((B,), "int32"), ctx.ints((B, 256), V)
@@ -109,12 +113,12 @@ def run_basic(ctx: Ctx) -> list[dict]:
     """Kernel library I: memory-bound ops at model sizes (d = 4096, ffn = 14336, 32 heads x 128), embedding
     gathers from a Qwen-sized vocabulary, softmax and sampling over 151936 logits."""
     rows = []
-    Ts = [64] if ctx.device == "cpu" else [2048] if ctx.quick else [4096, 16384]
+    Ts = [16] if ctx.device == "cpu" else [2048] if ctx.quick else [4096, 16384]
     for T in Ts:
         for dt in ["float16", "bfloat16", "float32"]:
             rows += _basic_elementwise(ctx, T, dt)
         rows += _basic_embedding(ctx, T)
-    for B in [1, 64]:
+    for B in [1] if ctx.device == "cpu" else [1, 64]:
         rows += _basic_sampling(ctx, B)
     return rows
 
