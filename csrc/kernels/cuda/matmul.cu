@@ -1,1 +1,587 @@
-// PLACEHOLDER: filled in by its area's work.
+// CUDA matmul on GGUF weights. See matmul.cuh for the strategy, dequant.cuh for block decoding.
+#include "kernels/cuda/matmul.cuh"
+
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <climits>
+
+#include "core/cuda_check.h"
+#include "core/device.h"
+#include "kernels/cuda/dequant.cuh"
+#include "kernels/qweight_layout.h"
+
+namespace inferlab {
+namespace cuda {
+
+namespace {
+
+// ============================================================================================
+// Decode: fused dequantize + multiply, T <= 8
+// ============================================================================================
+constexpr int kWarps = 8;                   // warps per block
+constexpr int kRows = 2;                    // output rows per warp
+constexpr int kThreads = kWarps * 32;
+constexpr int kRowsPerBlock = kWarps * kRows;
+constexpr int kSmemBudget = 64 * 1024;      // x bytes staged per pass (soft; a pass holds >= one warp step)
+constexpr int kSmemMax = 100 * 1024;        // opt-in limit set on every decode kernel
+
+enum XKind : int { kXF32 = 0, kXF16 = 1, kXBF16 = 2 };
+
+struct MmvArgs {
+  QView w;                // [n, k]
+  const void* x;          // [t, k]
+  int x_kind;             // XKind
+  bool x_vec;             // x is 16-byte aligned: vector loads when staging
+  void* y;                // [t, n]
+  bool y_f16;             // y is fp16 (else float32)
+  const float* bias;      // [n] or nullptr
+  int t;                  // rows of x (<= the kernel's TMAX)
+  int kc;                 // elements of x staged per pass = row stride of the shared x buffer (multiple of 16)
+  int64_t spc;            // warp steps per pass (all steps when the whole row fits)
+};
+
+// 16 consecutive elements of x starting at element `off` (a multiple of 16), as float.
+__device__ __forceinline__ void load_x16(const MmvArgs& a, int64_t off, float v[16]) {
+  if (a.x_kind == kXF32) {
+    const float* p = static_cast<const float*>(a.x) + off;
+    if (a.x_vec) {
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const float4 f = __ldg(reinterpret_cast<const float4*>(p) + i);
+        v[4 * i] = f.x; v[4 * i + 1] = f.y; v[4 * i + 2] = f.z; v[4 * i + 3] = f.w;
+      }
+    } else {
+#pragma unroll
+      for (int i = 0; i < 16; ++i) v[i] = __ldg(p + i);
+    }
+  } else {
+    const unsigned short* p = static_cast<const unsigned short*>(a.x) + off;
+    uint32_t u[8];
+    if (a.x_vec) {
+      const uint4 u0 = __ldg(reinterpret_cast<const uint4*>(p));
+      const uint4 u1 = __ldg(reinterpret_cast<const uint4*>(p) + 1);
+      u[0] = u0.x; u[1] = u0.y; u[2] = u0.z; u[3] = u0.w; u[4] = u1.x; u[5] = u1.y; u[6] = u1.z; u[7] = u1.w;
+    } else {
+#pragma unroll
+      for (int i = 0; i < 8; ++i) u[i] = (uint32_t)__ldg(p + 2 * i) | ((uint32_t)__ldg(p + 2 * i + 1) << 16);
+    }
+    if (a.x_kind == kXF16) {
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&u[i]));
+        v[2 * i] = f.x;
+        v[2 * i + 1] = f.y;
+      }
+    } else {
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        v[2 * i] = __uint_as_float(u[i] << 16);
+        v[2 * i + 1] = __uint_as_float(u[i] & 0xffff0000u);
+      }
+    }
+  }
+}
+
+// Stages x[:, c0 : c0 + len) into xs [t][kc] and its 16-element sums into xsum [t][kc / 16].
+__device__ void stage_x(const MmvArgs& a, float* xs, float* xsum, int64_t c0, int len) {
+  const int runs = len / 16;
+  const int total = a.t * runs;
+  for (int i = threadIdx.x; i < total; i += blockDim.x) {
+    const int t = i / runs;
+    const int e = (i - t * runs) * 16;
+    float v[16];
+    load_x16(a, (int64_t)t * a.w.k + c0 + e, v);
+    float4* dst = reinterpret_cast<float4*>(xs + t * a.kc + e);
+    float s = 0.f;
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      dst[q] = make_float4(v[4 * q], v[4 * q + 1], v[4 * q + 2], v[4 * q + 3]);
+      s += (v[4 * q] + v[4 * q + 1]) + (v[4 * q + 2] + v[4 * q + 3]);
+    }
+    xsum[t * (a.kc / 16) + e / 16] = s;
+  }
+}
+
+// v'[i] = v[(i + rot) & 3] with a runtime rot (keeps the array in registers).
+template <class Q>
+__device__ __forceinline__ void rotate4(Q v[4], int rot) {
+  if (rot & 1) {
+    const Q t = v[0];
+    v[0] = v[1]; v[1] = v[2]; v[2] = v[3]; v[3] = t;
+  }
+  if (rot & 2) {
+    Q t = v[0]; v[0] = v[2]; v[2] = t;
+    t = v[1]; v[1] = v[3]; v[3] = t;
+  }
+}
+
+// Grid: ceil(n / 16) blocks of 256 threads; dynamic shared memory t * kc * (1 + 1/16) floats.
+// Warp w of block b owns rows 16 b + 2 w + {0, 1}. A warp step covers BPS = 32 / LPB consecutive blocks
+// of its rows: lane l decodes unit (l % LPB) of block (step * BPS + l / LPB) of both rows.
+// Bank conflicts: lanes read their 16-element x runs in quarters rotated by (lane >> 1) & 3, which makes
+// every quarter-warp's 16-byte shared loads hit distinct banks for all unit layouts in dequant.cuh
+// (the runs of even and odd lanes have different parity of their 16-element index; LPB == 1 types with
+// two runs visit them in opposite order on odd lanes for the same reason).
+template <GGMLType TY, int TMAX>
+__global__ void __launch_bounds__(kThreads) mmv_kernel(const MmvArgs a) {
+  using Q = QT<TY>;
+  using Quarter = typename Q::Quarter;
+  constexpr int BPS = 32 / Q::LPB;
+  constexpr int64_t STEP_ELEMS = (int64_t)BPS * Q::QK;
+
+  extern __shared__ float4 mmv_smem[];
+  float* xs = reinterpret_cast<float*>(mmv_smem);
+  const int KC = a.kc;
+  const int T = TMAX == 1 ? 1 : a.t;
+  float* xsum = xs + T * KC;
+
+  const int lane = threadIdx.x & 31;
+  const int warp = threadIdx.x >> 5;
+  const int sub = lane % Q::LPB;
+  const int bl = lane / Q::LPB;
+  const int rot = (lane >> 1) & 3;
+  const int64_t N = a.w.n, nb = a.w.nb, K = a.w.k;
+  const int64_t row0 = ((int64_t)blockIdx.x * kWarps + warp) * kRows;
+  int64_t rows[kRows];
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) rows[r] = min(row0 + r, N - 1);  // loads clamp; stores check
+
+  float acc[kRows][TMAX];
+#pragma unroll
+  for (int r = 0; r < kRows; ++r)
+#pragma unroll
+    for (int t = 0; t < TMAX; ++t) acc[r][t] = 0.f;
+
+  const int64_t nsteps = (nb + BPS - 1) / BPS;
+  typename Q::Regs cur[kRows];
+  {
+    const int64_t b = bl;
+    if (b < nb) {
+#pragma unroll
+      for (int r = 0; r < kRows; ++r) Q::load(cur[r], Q::payload(a.w, rows[r], b), Q::side(a.w, rows[r], b), sub);
+    }
+  }
+  int64_t staged = -1;
+  for (int64_t s = 0; s < nsteps; ++s) {
+    // Prefetch the next step's weights before touching shared memory.
+    typename Q::Regs nxt[kRows];
+    {
+      const int64_t b = (s + 1) * BPS + bl;
+      if (s + 1 < nsteps && b < nb) {
+#pragma unroll
+        for (int r = 0; r < kRows; ++r) Q::load(nxt[r], Q::payload(a.w, rows[r], b), Q::side(a.w, rows[r], b), sub);
+      }
+    }
+    const int64_t c = s / a.spc;  // pass of this step (uniform over the block)
+    const int64_t c0 = c * a.spc * STEP_ELEMS;
+    if (c != staged) {
+      if (staged >= 0) __syncthreads();  // everyone is done with the previous pass
+      stage_x(a, xs, xsum, c0, (int)min((int64_t)KC, K - c0));
+      __syncthreads();
+      staged = c;
+    }
+    const int64_t b = s * BPS + bl;
+    if (b < nb) {
+      const int cb = (int)(b * Q::QK - c0);  // block start within the staged pass
+#pragma unroll
+      for (int j = 0; j < Q::RUNS; ++j) {
+        const int jj = (Q::LPB == 1 && Q::RUNS == 2) ? (j ^ (lane & 1)) : j;
+        const int e = cb + Q::run_offset(sub, jj);
+        Quarter q[kRows][4];
+        float sc[kRows], mn[kRows];
+#pragma unroll
+        for (int r = 0; r < kRows; ++r) {
+          Q::run(cur[r], sub, jj, q[r], sc[r], mn[r]);
+          rotate4(q[r], rot);
+        }
+        float dot[kRows][TMAX];
+#pragma unroll
+        for (int r = 0; r < kRows; ++r)
+#pragma unroll
+          for (int t = 0; t < TMAX; ++t) dot[r][t] = 0.f;
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          const int ii = (i + rot) & 3;
+          float4 wv[kRows];
+#pragma unroll
+          for (int r = 0; r < kRows; ++r) wv[r] = Q::cvt(q[r][i]);
+#pragma unroll
+          for (int t = 0; t < TMAX; ++t) {
+            if (TMAX > 1 && t >= T) break;
+            const float4 xv = *reinterpret_cast<const float4*>(xs + t * KC + e + 4 * ii);
+#pragma unroll
+            for (int r = 0; r < kRows; ++r) {
+              float d = dot[r][t];
+              d = fmaf(xv.x, wv[r].x, d);
+              d = fmaf(xv.y, wv[r].y, d);
+              d = fmaf(xv.z, wv[r].z, d);
+              d = fmaf(xv.w, wv[r].w, d);
+              dot[r][t] = d;
+            }
+          }
+        }
+#pragma unroll
+        for (int t = 0; t < TMAX; ++t) {
+          if (TMAX > 1 && t >= T) break;
+          float xsm = 0.f;
+          if (Q::HAS_MIN) xsm = xsum[t * (KC / 16) + e / 16];
+#pragma unroll
+          for (int r = 0; r < kRows; ++r) {
+            if (Q::IS_FLOAT) {
+              acc[r][t] += dot[r][t];
+            } else {
+              acc[r][t] = fmaf(sc[r], dot[r][t], acc[r][t]);
+              if (Q::HAS_MIN) acc[r][t] = fmaf(mn[r], xsm, acc[r][t]);
+            }
+          }
+        }
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) cur[r] = nxt[r];
+  }
+
+  // Reduce over the warp; lane (r * TMAX + t) % 32 writes y[t, row r].
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+#pragma unroll
+    for (int t = 0; t < TMAX; ++t) {
+      float v = acc[r][t];
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+      const int64_t row = row0 + r;
+      if (lane == ((r * TMAX + t) & 31) && t < T && row < N) {
+        if (a.bias) v += __ldg(a.bias + row);
+        if (a.y_f16)
+          static_cast<__half*>(a.y)[(int64_t)t * N + row] = __float2half_rn(v);
+        else
+          static_cast<float*>(a.y)[(int64_t)t * N + row] = v;
+      }
+    }
+  }
+}
+
+template <GGMLType TY, int TMAX>
+void launch_mmv(MmvArgs a, cudaStream_t stream) {
+  using Q = QT<TY>;
+  constexpr int BPS = 32 / Q::LPB;
+  constexpr int64_t STEP_ELEMS = (int64_t)BPS * Q::QK;
+  const int64_t K = a.w.k;
+  const int64_t nsteps = (a.w.nb + BPS - 1) / BPS;
+  // Floats of shared memory per x element and row: the value plus 1/16 of a partial sum.
+  const int64_t fit = (int64_t)kSmemBudget * 16 / (4 * 17 * (int64_t)a.t);
+  if (K <= fit) {
+    a.kc = (int)K;
+    a.spc = std::max<int64_t>(nsteps, 1);
+  } else {
+    const int64_t kc = std::max<int64_t>(STEP_ELEMS, fit / STEP_ELEMS * STEP_ELEMS);
+    a.kc = (int)kc;
+    a.spc = kc / STEP_ELEMS;
+  }
+  const size_t smem = (size_t)a.t * a.kc * 4 + (size_t)a.t * (a.kc / 16) * 4;
+  static const bool configured = [] {
+    IL_CUDA_CHECK(cudaFuncSetAttribute(mmv_kernel<TY, TMAX>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemMax));
+    return true;
+  }();
+  (void)configured;
+  if (smem > (size_t)kSmemMax) throw RuntimeError(str_cat("matmul: shared memory need ", smem, " exceeds ", kSmemMax));
+  const int64_t grid = (a.w.n + kRowsPerBlock - 1) / kRowsPerBlock;
+  IL_CHECK_ARG(grid <= INT_MAX, "matmul: too many rows (", a.w.n, ")");
+  mmv_kernel<TY, TMAX><<<(unsigned)grid, kThreads, smem, stream>>>(a);
+  IL_CUDA_CHECK_LAUNCH();
+}
+
+int x_kind_of(DType d) { return d == DType::F32 ? kXF32 : d == DType::F16 ? kXF16 : kXBF16; }
+
+void decode(const MatmulParams& p, cudaStream_t stream) {
+  MmvArgs a;
+  a.w = make_qview(*p.w);
+  a.x = p.x;
+  a.x_kind = x_kind_of(p.x_dtype);
+  a.x_vec = reinterpret_cast<uintptr_t>(p.x) % 16 == 0;
+  a.y = p.y;
+  a.y_f16 = p.y_dtype == DType::F16;
+  a.bias = p.bias;
+  a.t = (int)p.t;
+  a.kc = 0;
+  a.spc = 1;
+  dispatch_qtype(p.w->type, [&](auto tag) {
+    constexpr GGMLType TY = decltype(tag)::value;
+    if (p.t == 1)
+      launch_mmv<TY, 1>(a, stream);
+    else if (p.t == 2)
+      launch_mmv<TY, 2>(a, stream);
+    else if (p.t <= 4)
+      launch_mmv<TY, 4>(a, stream);
+    else
+      launch_mmv<TY, 8>(a, stream);
+  });
+}
+
+// ============================================================================================
+// Dequantize to fp16
+// ============================================================================================
+template <GGMLType TY>
+__global__ void __launch_bounds__(256) dequant_f16_kernel(const QView v, __half* __restrict__ out) {
+  using Q = QT<TY>;
+  const int64_t units = v.n * v.nb * Q::LPB;
+  for (int64_t u = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; u < units; u += (int64_t)gridDim.x * blockDim.x) {
+    const int sub = (int)(u % Q::LPB);
+    const int64_t gb = u / Q::LPB;
+    const int64_t row = gb / v.nb, blk = gb % v.nb;
+    float f[Q::RUNS * 16];
+    dequant_unit<TY>(v, row, blk, sub, f);
+#pragma unroll
+    for (int j = 0; j < Q::RUNS; ++j) {
+      __half* o = out + row * v.k + blk * Q::QK + Q::run_offset(sub, j);
+      uint32_t h[8];
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        const __half2 hh = __floats2half2_rn(f[16 * j + 2 * i], f[16 * j + 2 * i + 1]);
+        h[i] = *reinterpret_cast<const uint32_t*>(&hh);
+      }
+      reinterpret_cast<uint4*>(o)[0] = make_uint4(h[0], h[1], h[2], h[3]);
+      reinterpret_cast<uint4*>(o)[1] = make_uint4(h[4], h[5], h[6], h[7]);
+    }
+  }
+}
+
+unsigned grid_for(int64_t items, int threads) {
+  const int64_t g = (items + threads - 1) / threads;
+  return (unsigned)std::max<int64_t>(1, std::min<int64_t>(g, 132 * 32));
+}
+
+// ============================================================================================
+// Prefill helpers: activation conversion, epilogue
+// ============================================================================================
+__device__ __forceinline__ float load_any(const void* p, int kind, int64_t i) {
+  if (kind == kXF32) return static_cast<const float*>(p)[i];
+  const unsigned short u = static_cast<const unsigned short*>(p)[i];
+  if (kind == kXF16) return __half2float(__ushort_as_half(u));
+  return __uint_as_float((uint32_t)u << 16);
+}
+
+// *amax_bits = max |x| as float bits (zeroed before the launch).
+__global__ void absmax_kernel(const void* x, int kind, int64_t count, unsigned int* amax_bits) {
+  float m = 0.f;
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += (int64_t)gridDim.x * blockDim.x) {
+    const float v = fabsf(load_any(x, kind, i));
+    m = (v > m || v != v) ? v : m;  // NaN wins (its bits are larger than inf's)
+  }
+  unsigned int b = __float_as_uint(m);
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) b = max(b, __shfl_xor_sync(0xffffffffu, b, o));
+  if ((threadIdx.x & 31) == 0) atomicMax(amax_bits, b);
+}
+
+// out = fp16(x * 2^-e), e = max(0, exponent(amax) - 15) so |x| * 2^-e < 2^15; scal[1] = 2^e, scal[2] = 0.
+__global__ void to_f16_scaled_kernel(const void* x, int kind, int64_t count, const unsigned int* amax_bits,
+                                     __half* out, float* scal) {
+  const float amax = __uint_as_float(*amax_bits);
+  int e = 0;
+  if (amax <= 3.0e38f) {  // finite
+    int ex = 0;
+    frexpf(amax, &ex);    // amax < 2^ex
+    e = max(0, ex - 15);
+  }
+  const float scale = ldexpf(1.f, -e);
+  if (blockIdx.x == 0 && threadIdx.x == 0) {
+    scal[1] = ldexpf(1.f, e);
+    scal[2] = 0.f;
+  }
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += (int64_t)gridDim.x * blockDim.x)
+    out[i] = __float2half_rn(load_any(x, kind, i) * scale);
+}
+
+__global__ void to_bf16_kernel(const void* x, int kind, int64_t count, __nv_bfloat16* out) {
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += (int64_t)gridDim.x * blockDim.x)
+    out[i] = __float2bfloat16_rn(load_any(x, kind, i));
+}
+
+__global__ void to_f32_kernel(const void* x, int kind, int64_t count, float* out) {
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += (int64_t)gridDim.x * blockDim.x)
+    out[i] = load_any(x, kind, i);
+}
+
+// y[t, n] = (src ? src[t, n] : y[t, n]) + bias[n]; src float32, y float32 or fp16.
+__global__ void epilogue_kernel(const float* src, void* y, bool y_f16, const float* bias, int64_t T, int64_t N) {
+  const int64_t count = T * N;
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += (int64_t)gridDim.x * blockDim.x) {
+    float v = src ? src[i] : (y_f16 ? __half2float(static_cast<const __half*>(y)[i]) : static_cast<const float*>(y)[i]);
+    if (bias) v += bias[i % N];
+    if (y_f16)
+      static_cast<__half*>(y)[i] = __float2half_rn(v);
+    else
+      static_cast<float*>(y)[i] = v;
+  }
+}
+
+// ============================================================================================
+// Prefill: cuBLAS
+// ============================================================================================
+#define IL_CUBLAS_CHECK(expr)                                                                            \
+  do {                                                                                                   \
+    cublasStatus_t il_st_ = (expr);                                                                      \
+    if (il_st_ != CUBLAS_STATUS_SUCCESS)                                                                 \
+      throw ::inferlab::RuntimeError(::inferlab::str_cat("cuBLAS error ", (int)il_st_, " (",             \
+                                                         cublasGetStatusString(il_st_), ") in ", #expr)); \
+  } while (0)
+
+constexpr size_t kCublasWorkspace = 32u << 20;
+
+struct Scratch {
+  void* p = nullptr;
+  size_t cap = 0;
+  // Grow-only. Freeing waits for queued work that may still use the old buffer.
+  void* get(size_t bytes) {
+    if (bytes > cap) {
+      if (p) {
+        IL_CUDA_CHECK(cudaDeviceSynchronize());
+        device_free(p);
+        p = nullptr;
+        cap = 0;
+      }
+      const size_t rounded = (bytes + (2u << 20) - 1) / (2u << 20) * (2u << 20);
+      p = device_malloc(rounded);
+      cap = rounded;
+    }
+    return p;
+  }
+};
+
+// Per host thread: cuBLAS handle, its workspace and the prefill scratch buffers.
+struct Context {
+  cublasHandle_t handle = nullptr;
+  void* workspace = nullptr;
+  float* scal = nullptr;  // device: [0] amax bits, [1] alpha, [2] beta
+  Scratch w16, xconv, yf32;
+  Context() {
+    IL_CUBLAS_CHECK(cublasCreate(&handle));
+    workspace = device_malloc(kCublasWorkspace);
+    IL_CUBLAS_CHECK(cublasSetWorkspace(handle, workspace, kCublasWorkspace));
+    scal = static_cast<float*>(device_malloc(4 * sizeof(float)));
+  }
+  ~Context() {
+    if (handle) cublasDestroy(handle);
+    device_free(workspace);
+    device_free(scal);
+    device_free(w16.p);
+    device_free(xconv.p);
+    device_free(yf32.p);
+  }
+  Context(const Context&) = delete;
+  Context& operator=(const Context&) = delete;
+};
+
+Context& context() {
+  thread_local Context ctx;
+  return ctx;
+}
+
+void prefill(const MatmulParams& p, cudaStream_t stream) {
+  const QWeight& w = *p.w;
+  const int64_t T = p.t, N = w.n, K = w.k;
+  IL_CHECK_ARG(T <= INT_MAX && N <= INT_MAX && K <= INT_MAX, "matmul: dimensions too large for cuBLAS");
+  Context& ctx = context();
+  IL_CUBLAS_CHECK(cublasSetStream(ctx.handle, stream));
+  const int kind = x_kind_of(p.x_dtype);
+  const int64_t xcount = T * K;
+  const unsigned g = grid_for(xcount, 256);
+
+  // A = W: [N, K] row-major == column-major [K, N] with lda = K, used transposed.
+  const void* A = w.data.data();
+  cudaDataType_t ab_type;
+  if (w.type == GGMLType::F16) {
+    ab_type = CUDA_R_16F;
+  } else if (w.type == GGMLType::BF16) {
+    ab_type = CUDA_R_16BF;
+  } else if (w.type == GGMLType::F32) {
+    ab_type = CUDA_R_32F;
+  } else {
+    void* buf = ctx.w16.get((size_t)N * K * 2);
+    dequantize_to_f16(w, buf, stream);
+    A = buf;
+    ab_type = CUDA_R_16F;
+  }
+
+  // B = x: [T, K] row-major == column-major [K, T] with ldb = K.
+  const void* B = p.x;
+  bool device_alpha = false;
+  if (ab_type == CUDA_R_16F && p.x_dtype != DType::F16) {
+    __half* xb = static_cast<__half*>(ctx.xconv.get((size_t)xcount * 2));
+    IL_CUDA_CHECK(cudaMemsetAsync(ctx.scal, 0, sizeof(unsigned int), stream));
+    absmax_kernel<<<g, 256, 0, stream>>>(p.x, kind, xcount, reinterpret_cast<unsigned int*>(ctx.scal));
+    IL_CUDA_CHECK_LAUNCH();
+    to_f16_scaled_kernel<<<g, 256, 0, stream>>>(p.x, kind, xcount, reinterpret_cast<const unsigned int*>(ctx.scal),
+                                                xb, ctx.scal);
+    IL_CUDA_CHECK_LAUNCH();
+    B = xb;
+    device_alpha = true;
+  } else if (ab_type == CUDA_R_16BF && p.x_dtype != DType::BF16) {
+    __nv_bfloat16* xb = static_cast<__nv_bfloat16*>(ctx.xconv.get((size_t)xcount * 2));
+    to_bf16_kernel<<<g, 256, 0, stream>>>(p.x, kind, xcount, xb);
+    IL_CUDA_CHECK_LAUNCH();
+    B = xb;
+  } else if (ab_type == CUDA_R_32F && p.x_dtype != DType::F32) {
+    float* xb = static_cast<float*>(ctx.xconv.get((size_t)xcount * 4));
+    to_f32_kernel<<<g, 256, 0, stream>>>(p.x, kind, xcount, xb);
+    IL_CUDA_CHECK_LAUNCH();
+    B = xb;
+  }
+
+  // C = y: [T, N] row-major == column-major [N, T] with ldc = N. fp16 C only with fp16 A/B.
+  void* C = p.y;
+  cudaDataType_t c_type = p.y_dtype == DType::F16 ? CUDA_R_16F : CUDA_R_32F;
+  bool staged_c = false;
+  if (p.y_dtype == DType::F16 && ab_type != CUDA_R_16F) {
+    C = ctx.yf32.get((size_t)T * N * 4);
+    c_type = CUDA_R_32F;
+    staged_c = true;
+  }
+
+  static const float one = 1.f, zero = 0.f;
+  IL_CUBLAS_CHECK(cublasSetPointerMode(ctx.handle, device_alpha ? CUBLAS_POINTER_MODE_DEVICE : CUBLAS_POINTER_MODE_HOST));
+  const float* alpha = device_alpha ? ctx.scal + 1 : &one;
+  const float* beta = device_alpha ? ctx.scal + 2 : &zero;
+  IL_CUBLAS_CHECK(cublasGemmEx(ctx.handle, CUBLAS_OP_T, CUBLAS_OP_N, (int)N, (int)T, (int)K, alpha, A, ab_type, (int)K,
+                               B, ab_type, (int)K, beta, C, c_type, (int)N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  IL_CUBLAS_CHECK(cublasSetPointerMode(ctx.handle, CUBLAS_POINTER_MODE_HOST));
+
+  if (staged_c || p.bias) {
+    epilogue_kernel<<<grid_for(T * N, 256), 256, 0, stream>>>(staged_c ? static_cast<const float*>(C) : nullptr, p.y,
+                                                             p.y_dtype == DType::F16, p.bias, T, N);
+    IL_CUDA_CHECK_LAUNCH();
+  }
+}
+
+}  // namespace
+
+void dequantize_to_f16(const QWeight& w, void* out, cudaStream_t stream) {
+  const bool is_float = w.type == GGMLType::F32 || w.type == GGMLType::F16 || w.type == GGMLType::BF16;
+  IL_CHECK_ARG(!is_float || w.k % 16 == 0, "dequantize_to_f16: float weights need k % 16 == 0, got k=", w.k);
+  const QView v = make_qview(w);
+  dispatch_qtype(w.type, [&](auto tag) {
+    constexpr GGMLType TY = decltype(tag)::value;
+    const int64_t units = v.n * v.nb * QT<TY>::LPB;
+    dequant_f16_kernel<TY><<<grid_for(units, 256), 256, 0, stream>>>(v, static_cast<__half*>(out));
+    IL_CUDA_CHECK_LAUNCH();
+  });
+}
+
+void matmul(const MatmulParams& p, cudaStream_t stream) {
+  const QWeight& w = *p.w;
+  const bool is_float = w.type == GGMLType::F32 || w.type == GGMLType::F16 || w.type == GGMLType::BF16;
+  // The fused kernel reads float weights in 16-element pieces with 16-byte loads.
+  const bool decode_ok = !is_float || (w.k % 16 == 0 && reinterpret_cast<uintptr_t>(w.data.data()) % 16 == 0);
+  if (p.t <= kDecodeMaxT && decode_ok)
+    decode(p, stream);
+  else
+    prefill(p, stream);
+}
+
+}  // namespace cuda
+}  // namespace inferlab
