@@ -20,12 +20,15 @@
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <vector_functions.h>
+#include <vector_types.h>
 
 #include <cstdint>
-
+#include <cstring>
 #include <type_traits>
 
 #include "core/error.h"
+#include "core/half.h"
 #include "core/ggml_types.h"
 #include "kernels/qweight.h"
 #include "kernels/qweight_layout.h"
@@ -42,38 +45,121 @@ struct QView {
 };
 
 // ---------------------------------------------------------------------------------------------
-// Small helpers
+// Small helpers. IL_HD functions also compile as plain host C++ (without nvcc), so the decoding and the
+// matmul lane logic can be checked on a machine without a GPU (tests/cuda_emu).
 // ---------------------------------------------------------------------------------------------
-__device__ __forceinline__ float h2f(uint32_t bits16) { return __half2float(__ushort_as_half((unsigned short)(bits16 & 0xffffu))); }
+#if defined(__CUDACC__)
+#define IL_HD __host__ __device__ __forceinline__
+#else
+#define IL_HD inline
+#endif
+
+IL_HD float u2f(uint32_t u) {
+#ifdef __CUDA_ARCH__
+  return __uint_as_float(u);
+#else
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+#endif
+}
+
+IL_HD float h2f(uint32_t bits16) {
+#ifdef __CUDA_ARCH__
+  return __half2float(__ushort_as_half((unsigned short)(bits16 & 0xffffu)));
+#else
+  return fp16_to_f32((uint16_t)(bits16 & 0xffffu));
+#endif
+}
+
+// Two packed fp16 -> float2.
+IL_HD float2 h2x2f(uint32_t w) {
+#ifdef __CUDA_ARCH__
+  return __half22float2(*reinterpret_cast<const __half2*>(&w));
+#else
+  return make_float2(fp16_to_f32((uint16_t)(w & 0xffffu)), fp16_to_f32((uint16_t)(w >> 16)));
+#endif
+}
+
+IL_HD uint32_t byte_perm(uint32_t x, uint32_t y, uint32_t s) {
+#ifdef __CUDA_ARCH__
+  return __byte_perm(x, y, s);
+#else
+  const uint64_t v = ((uint64_t)y << 32) | x;
+  uint32_t r = 0;
+  for (int i = 0; i < 4; ++i) r |= (uint32_t)((v >> (8 * ((s >> (4 * i)) & 7))) & 0xffu) << (8 * i);
+  return r;
+#endif
+}
 
 // Streaming (evict-first) 16-byte load for weights: read once, keep L1 for activations.
-__device__ __forceinline__ uint4 ld_stream16(const uint8_t* p) { return __ldcs(reinterpret_cast<const uint4*>(p)); }
-__device__ __forceinline__ uint4 ld_ro16(const uint8_t* p) { return __ldg(reinterpret_cast<const uint4*>(p)); }
-__device__ __forceinline__ uint2 ld_ro8(const uint8_t* p) { return __ldg(reinterpret_cast<const uint2*>(p)); }
-__device__ __forceinline__ uint32_t ld_ro4(const uint8_t* p) { return __ldg(reinterpret_cast<const unsigned int*>(p)); }
-__device__ __forceinline__ uint32_t ld_ro2(const uint8_t* p) { return __ldg(reinterpret_cast<const unsigned short*>(p)); }
+IL_HD uint4 ld_stream16(const uint8_t* p) {
+#ifdef __CUDA_ARCH__
+  return __ldcs(reinterpret_cast<const uint4*>(p));
+#else
+  uint4 v;
+  std::memcpy(&v, p, 16);
+  return v;
+#endif
+}
+IL_HD uint4 ld_ro16(const uint8_t* p) {
+#ifdef __CUDA_ARCH__
+  return __ldg(reinterpret_cast<const uint4*>(p));
+#else
+  uint4 v;
+  std::memcpy(&v, p, 16);
+  return v;
+#endif
+}
+IL_HD uint2 ld_ro8(const uint8_t* p) {
+#ifdef __CUDA_ARCH__
+  return __ldg(reinterpret_cast<const uint2*>(p));
+#else
+  uint2 v;
+  std::memcpy(&v, p, 8);
+  return v;
+#endif
+}
+IL_HD uint32_t ld_ro4(const uint8_t* p) {
+#ifdef __CUDA_ARCH__
+  return __ldg(reinterpret_cast<const unsigned int*>(p));
+#else
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+#endif
+}
+IL_HD uint32_t ld_ro2(const uint8_t* p) {
+#ifdef __CUDA_ARCH__
+  return __ldg(reinterpret_cast<const unsigned short*>(p));
+#else
+  uint16_t v;
+  std::memcpy(&v, p, 2);
+  return v;
+#endif
+}
 
 // 4 byte codes -> 4 floats (code - off): byte placed in the mantissa of 2^23, then 2^23 + off subtracted.
-__device__ __forceinline__ float4 codes_to_float4(uint32_t v, float magic_off) {
+IL_HD float4 codes_to_float4(uint32_t v, float magic_off) {
   float4 r;
-  r.x = __uint_as_float(__byte_perm(v, 0x4B000000u, 0x7440u)) - magic_off;
-  r.y = __uint_as_float(__byte_perm(v, 0x4B000000u, 0x7441u)) - magic_off;
-  r.z = __uint_as_float(__byte_perm(v, 0x4B000000u, 0x7442u)) - magic_off;
-  r.w = __uint_as_float(__byte_perm(v, 0x4B000000u, 0x7443u)) - magic_off;
+  r.x = u2f(byte_perm(v, 0x4B000000u, 0x7440u)) - magic_off;
+  r.y = u2f(byte_perm(v, 0x4B000000u, 0x7441u)) - magic_off;
+  r.z = u2f(byte_perm(v, 0x4B000000u, 0x7442u)) - magic_off;
+  r.w = u2f(byte_perm(v, 0x4B000000u, 0x7443u)) - magic_off;
   return r;
 }
 // Bits 0..3 of x -> bit 0 of bytes 0..3.
-__device__ __forceinline__ uint32_t spread4(uint32_t x) { return (x * 0x00204081u) & 0x01010101u; }
-__device__ __forceinline__ uint32_t word_of(const uint4& v, int i) {
+IL_HD uint32_t spread4(uint32_t x) { return (x * 0x00204081u) & 0x01010101u; }
+IL_HD uint32_t word_of(const uint4& v, int i) {
   return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
 }
 // Byte i (runtime, 0..11) of the 12 bytes held in words a, b, c.
-__device__ __forceinline__ uint32_t byte12(uint32_t a, uint32_t b, uint32_t c, int i) {
+IL_HD uint32_t byte12(uint32_t a, uint32_t b, uint32_t c, int i) {
   const uint32_t w = i < 4 ? a : (i < 8 ? b : c);
   return (w >> (8 * (i & 3))) & 0xffu;
 }
 // ggml's get_scale_min_k4: 6-bit scale and min of sub-block j (0..7) from the 12 packed bytes.
-__device__ __forceinline__ void scale_min_k4(uint32_t a, uint32_t b, uint32_t c, int j, float& sc, float& mn) {
+IL_HD void scale_min_k4(uint32_t a, uint32_t b, uint32_t c, int j, float& sc, float& mn) {
   if (j < 4) {
     sc = (float)(byte12(a, b, c, j) & 63u);
     mn = (float)(byte12(a, b, c, j + 4) & 63u);
@@ -98,24 +184,24 @@ struct QTQuant {
   static constexpr bool HAS_MIN = HAS_MIN_, IS_FLOAT = false;
   static constexpr float MAGIC_OFF = kMagic + (float)OFF_;
   using Quarter = uint32_t;
-  __device__ static __forceinline__ const uint8_t* payload(const QView& v, int64_t row, int64_t blk) {
+  static IL_HD const uint8_t* payload(const QView& v, int64_t row, int64_t blk) {
     return v.pay + (row * v.nb + blk) * PB;
   }
-  __device__ static __forceinline__ const uint8_t* side(const QView& v, int64_t row, int64_t blk) {
+  static IL_HD const uint8_t* side(const QView& v, int64_t row, int64_t blk) {
     return v.side + (row * v.nb + blk) * SB;
   }
-  __device__ static __forceinline__ float4 cvt(uint32_t q) { return codes_to_float4(q, MAGIC_OFF); }
+  static IL_HD float4 cvt(uint32_t q) { return codes_to_float4(q, MAGIC_OFF); }
 };
 
 // Q4_0: d * (q - 8); payload qs[16] (element j: low nibble of qs[j], element j+16: high nibble); side d.
 template <> struct QT<GGMLType::Q4_0> : QTQuant<32, 1, 2, 16, 2, false, 8> {
   struct Regs { uint4 q; float d; };
-  __device__ static __forceinline__ void load(Regs& r, const uint8_t* p, const uint8_t* s, int) {
+  static IL_HD void load(Regs& r, const uint8_t* p, const uint8_t* s, int) {
     r.q = ld_stream16(p);
     r.d = h2f(ld_ro2(s));
   }
-  __device__ static __forceinline__ int run_offset(int, int j) { return 16 * j; }
-  __device__ static __forceinline__ void run(const Regs& r, int, int j, uint32_t q[4], float& s, float& m) {
+  static IL_HD int run_offset(int, int j) { return 16 * j; }
+  static IL_HD void run(const Regs& r, int, int j, uint32_t q[4], float& s, float& m) {
     const int sh = 4 * j;
 #pragma unroll
     for (int i = 0; i < 4; ++i) q[i] = (word_of(r.q, i) >> sh) & 0x0F0F0F0Fu;
@@ -127,14 +213,14 @@ template <> struct QT<GGMLType::Q4_0> : QTQuant<32, 1, 2, 16, 2, false, 8> {
 // Q4_1: d * q + m; side d, m.
 template <> struct QT<GGMLType::Q4_1> : QTQuant<32, 1, 2, 16, 4, true, 0> {
   struct Regs { uint4 q; float d, m; };
-  __device__ static __forceinline__ void load(Regs& r, const uint8_t* p, const uint8_t* s, int) {
+  static IL_HD void load(Regs& r, const uint8_t* p, const uint8_t* s, int) {
     r.q = ld_stream16(p);
     const uint32_t dm = ld_ro4(s);
     r.d = h2f(dm);
     r.m = h2f(dm >> 16);
   }
-  __device__ static __forceinline__ int run_offset(int, int j) { return 16 * j; }
-  __device__ static __forceinline__ void run(const Regs& r, int, int j, uint32_t q[4], float& s, float& m) {
+  static IL_HD int run_offset(int, int j) { return 16 * j; }
+  static IL_HD void run(const Regs& r, int, int j, uint32_t q[4], float& s, float& m) {
     const int sh = 4 * j;
 #pragma unroll
     for (int i = 0; i < 4; ++i) q[i] = (word_of(r.q, i) >> sh) & 0x0F0F0F0Fu;
@@ -146,14 +232,14 @@ template <> struct QT<GGMLType::Q4_1> : QTQuant<32, 1, 2, 16, 4, true, 0> {
 // Q5_0: d * (q - 16), q = nibble | (bit e of qh) << 4; side qh (u32), d.
 template <> struct QT<GGMLType::Q5_0> : QTQuant<32, 1, 2, 16, 8, false, 16> {
   struct Regs { uint4 q; uint32_t qh; float d; };
-  __device__ static __forceinline__ void load(Regs& r, const uint8_t* p, const uint8_t* s, int) {
+  static IL_HD void load(Regs& r, const uint8_t* p, const uint8_t* s, int) {
     r.q = ld_stream16(p);
     const uint2 sd = ld_ro8(s);
     r.qh = sd.x;
     r.d = h2f(sd.y);
   }
-  __device__ static __forceinline__ int run_offset(int, int j) { return 16 * j; }
-  __device__ static __forceinline__ void run(const Regs& r, int, int j, uint32_t q[4], float& s, float& m) {
+  static IL_HD int run_offset(int, int j) { return 16 * j; }
+  static IL_HD void run(const Regs& r, int, int j, uint32_t q[4], float& s, float& m) {
     const int sh = 4 * j;
 #pragma unroll
     for (int i = 0; i < 4; ++i)
@@ -166,15 +252,15 @@ template <> struct QT<GGMLType::Q5_0> : QTQuant<32, 1, 2, 16, 8, false, 16> {
 // Q5_1: d * q + m; side qh, d, m.
 template <> struct QT<GGMLType::Q5_1> : QTQuant<32, 1, 2, 16, 8, true, 0> {
   struct Regs { uint4 q; uint32_t qh; float d, m; };
-  __device__ static __forceinline__ void load(Regs& r, const uint8_t* p, const uint8_t* s, int) {
+  static IL_HD void load(Regs& r, const uint8_t* p, const uint8_t* s, int) {
     r.q = ld_stream16(p);
     const uint2 sd = ld_ro8(s);
     r.qh = sd.x;
     r.d = h2f(sd.y);
     r.m = h2f(sd.y >> 16);
   }
-  __device__ static __forceinline__ int run_offset(int, int j) { return 16 * j; }
-  __device__ static __forceinline__ void run(const Regs& r, int, int j, uint32_t q[4], float& s, float& m) {
+  static IL_HD int run_offset(int, int j) { return 16 * j; }
+  static IL_HD void run(const Regs& r, int, int j, uint32_t q[4], float& s, float& m) {
     const int sh = 4 * j;
 #pragma unroll
     for (int i = 0; i < 4; ++i)
@@ -187,12 +273,12 @@ template <> struct QT<GGMLType::Q5_1> : QTQuant<32, 1, 2, 16, 8, true, 0> {
 // Q8_0: d * q, q int8 (code = q ^ 0x80, OFF 128); two units of 16 per block.
 template <> struct QT<GGMLType::Q8_0> : QTQuant<32, 2, 1, 32, 2, false, 128> {
   struct Regs { uint4 q; float d; };
-  __device__ static __forceinline__ void load(Regs& r, const uint8_t* p, const uint8_t* s, int sub) {
+  static IL_HD void load(Regs& r, const uint8_t* p, const uint8_t* s, int sub) {
     r.q = ld_stream16(p + 16 * sub);
     r.d = h2f(ld_ro2(s));
   }
-  __device__ static __forceinline__ int run_offset(int sub, int) { return 16 * sub; }
-  __device__ static __forceinline__ void run(const Regs& r, int, int, uint32_t q[4], float& s, float& m) {
+  static IL_HD int run_offset(int sub, int) { return 16 * sub; }
+  static IL_HD void run(const Regs& r, int, int, uint32_t q[4], float& s, float& m) {
 #pragma unroll
     for (int i = 0; i < 4; ++i) q[i] = word_of(r.q, i) ^ 0x80808080u;
     s = r.d;
@@ -204,17 +290,17 @@ template <> struct QT<GGMLType::Q8_0> : QTQuant<32, 2, 1, 32, 2, false, 128> {
 // d * (sc & 15) * q - dmin * (sc >> 4). Unit sub: qs bytes [16 sub, +16), n = sub/2, 4 runs (j).
 template <> struct QT<GGMLType::Q2_K> : QTQuant<256, 4, 4, 80, 4, true, 0> {
   struct Regs { uint4 q; uint2 sc; float d, dmin; };
-  __device__ static __forceinline__ void load(Regs& r, const uint8_t* p, const uint8_t* s, int sub) {
+  static IL_HD void load(Regs& r, const uint8_t* p, const uint8_t* s, int sub) {
     r.q = ld_stream16(p + 16 + 16 * sub);
     r.sc = ld_ro8(p + 8 * (sub >> 1));
     const uint32_t dd = ld_ro4(s);
     r.d = h2f(dd);
     r.dmin = h2f(dd >> 16);
   }
-  __device__ static __forceinline__ int run_offset(int sub, int j) {
+  static IL_HD int run_offset(int sub, int j) {
     return 128 * (sub >> 1) + 32 * j + 16 * (sub & 1);
   }
-  __device__ static __forceinline__ void run(const Regs& r, int sub, int j, uint32_t q[4], float& s, float& m) {
+  static IL_HD void run(const Regs& r, int sub, int j, uint32_t q[4], float& s, float& m) {
     const int sh = 2 * j;
 #pragma unroll
     for (int i = 0; i < 4; ++i) q[i] = (word_of(r.q, i) >> sh) & 0x03030303u;
@@ -229,15 +315,15 @@ template <> struct QT<GGMLType::Q2_K> : QTQuant<256, 4, 4, 80, 4, true, 0> {
 // value d * (scale6[8n + 2j + l/16] - 32) * q. Code = crumb | hbit << 2, OFF 4.
 template <> struct QT<GGMLType::Q3_K> : QTQuant<256, 4, 4, 96, 16, false, 4> {
   struct Regs { uint4 q, h; uint4 sd; };
-  __device__ static __forceinline__ void load(Regs& r, const uint8_t* p, const uint8_t* s, int sub) {
+  static IL_HD void load(Regs& r, const uint8_t* p, const uint8_t* s, int sub) {
     r.q = ld_stream16(p + 32 + 16 * sub);
     r.h = ld_stream16(p + 16 * (sub & 1));
     r.sd = ld_ro16(s);
   }
-  __device__ static __forceinline__ int run_offset(int sub, int j) {
+  static IL_HD int run_offset(int sub, int j) {
     return 128 * (sub >> 1) + 32 * j + 16 * (sub & 1);
   }
-  __device__ static __forceinline__ void run(const Regs& r, int sub, int j, uint32_t q[4], float& s, float& m) {
+  static IL_HD void run(const Regs& r, int sub, int j, uint32_t q[4], float& s, float& m) {
     const int n = sub >> 1;
     const int sh = 2 * j, hb = 4 * n + j;
 #pragma unroll
@@ -255,12 +341,12 @@ template <> struct QT<GGMLType::Q3_K> : QTQuant<256, 4, 4, 96, 16, false, 4> {
 // sub-block 2c + 1; value d * sc * q - dmin * mn. Unit sub: qs bytes [16 sub, +16), c = sub/2.
 template <> struct QT<GGMLType::Q4_K> : QTQuant<256, 8, 2, 128, 16, true, 0> {
   struct Regs { uint4 q; uint4 sd; };
-  __device__ static __forceinline__ void load(Regs& r, const uint8_t* p, const uint8_t* s, int sub) {
+  static IL_HD void load(Regs& r, const uint8_t* p, const uint8_t* s, int sub) {
     r.q = ld_stream16(p + 16 * sub);
     r.sd = ld_ro16(s);
   }
-  __device__ static __forceinline__ int run_offset(int sub, int j) { return 64 * (sub >> 1) + 16 * (sub & 1) + 32 * j; }
-  __device__ static __forceinline__ void run(const Regs& r, int sub, int j, uint32_t q[4], float& s, float& m) {
+  static IL_HD int run_offset(int sub, int j) { return 64 * (sub >> 1) + 16 * (sub & 1) + 32 * j; }
+  static IL_HD void run(const Regs& r, int sub, int j, uint32_t q[4], float& s, float& m) {
     const int sh = 4 * j;
 #pragma unroll
     for (int i = 0; i < 4; ++i) q[i] = (word_of(r.q, i) >> sh) & 0x0F0F0F0Fu;
@@ -274,13 +360,13 @@ template <> struct QT<GGMLType::Q4_K> : QTQuant<256, 8, 2, 128, 16, true, 0> {
 // Q5_K: as Q4_K plus a fifth bit: bit (sub-block index) of qh[l % 32].
 template <> struct QT<GGMLType::Q5_K> : QTQuant<256, 8, 2, 160, 16, true, 0> {
   struct Regs { uint4 q, h; uint4 sd; };
-  __device__ static __forceinline__ void load(Regs& r, const uint8_t* p, const uint8_t* s, int sub) {
+  static IL_HD void load(Regs& r, const uint8_t* p, const uint8_t* s, int sub) {
     r.q = ld_stream16(p + 32 + 16 * sub);
     r.h = ld_stream16(p + 16 * (sub & 1));
     r.sd = ld_ro16(s);
   }
-  __device__ static __forceinline__ int run_offset(int sub, int j) { return 64 * (sub >> 1) + 16 * (sub & 1) + 32 * j; }
-  __device__ static __forceinline__ void run(const Regs& r, int sub, int j, uint32_t q[4], float& s, float& m) {
+  static IL_HD int run_offset(int sub, int j) { return 64 * (sub >> 1) + 16 * (sub & 1) + 32 * j; }
+  static IL_HD void run(const Regs& r, int sub, int j, uint32_t q[4], float& s, float& m) {
     const int sh = 4 * j;
     const int sb = 2 * (sub >> 1) + j;
 #pragma unroll
@@ -298,14 +384,14 @@ template <> struct QT<GGMLType::Q5_K> : QTQuant<256, 8, 2, 160, 16, true, 0> {
 // Unit sub: ql bytes [16 sub, +16): h = sub/4, runs at e = 16 (sub%4) (low) and 64 + 16 (sub%4) (high).
 template <> struct QT<GGMLType::Q6_K> : QTQuant<256, 8, 2, 208, 2, false, 32> {
   struct Regs { uint4 ql, qh; uint2 sc; float d; };
-  __device__ static __forceinline__ void load(Regs& r, const uint8_t* p, const uint8_t* s, int sub) {
+  static IL_HD void load(Regs& r, const uint8_t* p, const uint8_t* s, int sub) {
     r.ql = ld_stream16(p + 16 * sub);
     r.qh = ld_stream16(p + 128 + 16 * (2 * (sub >> 2) + (sub & 1)));
     r.sc = ld_ro8(p + 192 + 8 * (sub >> 2));
     r.d = h2f(ld_ro2(s));
   }
-  __device__ static __forceinline__ int run_offset(int sub, int j) { return 128 * (sub >> 2) + 64 * j + 16 * (sub & 3); }
-  __device__ static __forceinline__ void run(const Regs& r, int sub, int j, uint32_t q[4], float& s, float& m) {
+  static IL_HD int run_offset(int sub, int j) { return 128 * (sub >> 2) + 64 * j + 16 * (sub & 3); }
+  static IL_HD void run(const Regs& r, int sub, int j, uint32_t q[4], float& s, float& m) {
     const int sh = 4 * j;
     const int hs = 2 * (2 * j + ((sub & 3) >> 1));
 #pragma unroll
@@ -323,28 +409,27 @@ template <int ESIZE>
 struct QTFloat {
   static constexpr int QK = 16, LPB = 1, RUNS = 1, PB = 16 * ESIZE, SB = 0;
   static constexpr bool HAS_MIN = false, IS_FLOAT = true;
-  __device__ static __forceinline__ const uint8_t* payload(const QView& v, int64_t row, int64_t blk) {
+  static IL_HD const uint8_t* payload(const QView& v, int64_t row, int64_t blk) {
     return v.pay + (row * v.nb + blk) * PB;
   }
-  __device__ static __forceinline__ const uint8_t* side(const QView&, int64_t, int64_t) { return nullptr; }
-  __device__ static __forceinline__ int run_offset(int, int) { return 0; }
+  static IL_HD const uint8_t* side(const QView&, int64_t, int64_t) { return nullptr; }
+  static IL_HD int run_offset(int, int) { return 0; }
 };
 
 template <> struct QT<GGMLType::F16> : QTFloat<2> {
   using Quarter = uint2;
   struct Regs { uint4 a, b; };
-  __device__ static __forceinline__ void load(Regs& r, const uint8_t* p, const uint8_t*, int) {
+  static IL_HD void load(Regs& r, const uint8_t* p, const uint8_t*, int) {
     r.a = ld_stream16(p);
     r.b = ld_stream16(p + 16);
   }
-  __device__ static __forceinline__ void run(const Regs& r, int, int, uint2 q[4], float& s, float& m) {
+  static IL_HD void run(const Regs& r, int, int, uint2 q[4], float& s, float& m) {
     q[0] = make_uint2(r.a.x, r.a.y); q[1] = make_uint2(r.a.z, r.a.w);
     q[2] = make_uint2(r.b.x, r.b.y); q[3] = make_uint2(r.b.z, r.b.w);
     s = 1.f; m = 0.f;
   }
-  __device__ static __forceinline__ float4 cvt(uint2 q) {
-    const float2 f0 = __half22float2(*reinterpret_cast<const __half2*>(&q.x));
-    const float2 f1 = __half22float2(*reinterpret_cast<const __half2*>(&q.y));
+  static IL_HD float4 cvt(uint2 q) {
+    const float2 f0 = h2x2f(q.x), f1 = h2x2f(q.y);
     return make_float4(f0.x, f0.y, f1.x, f1.y);
   }
 };
@@ -352,36 +437,35 @@ template <> struct QT<GGMLType::F16> : QTFloat<2> {
 template <> struct QT<GGMLType::BF16> : QTFloat<2> {
   using Quarter = uint2;
   struct Regs { uint4 a, b; };
-  __device__ static __forceinline__ void load(Regs& r, const uint8_t* p, const uint8_t*, int) {
+  static IL_HD void load(Regs& r, const uint8_t* p, const uint8_t*, int) {
     r.a = ld_stream16(p);
     r.b = ld_stream16(p + 16);
   }
-  __device__ static __forceinline__ void run(const Regs& r, int, int, uint2 q[4], float& s, float& m) {
+  static IL_HD void run(const Regs& r, int, int, uint2 q[4], float& s, float& m) {
     q[0] = make_uint2(r.a.x, r.a.y); q[1] = make_uint2(r.a.z, r.a.w);
     q[2] = make_uint2(r.b.x, r.b.y); q[3] = make_uint2(r.b.z, r.b.w);
     s = 1.f; m = 0.f;
   }
-  __device__ static __forceinline__ float4 cvt(uint2 q) {
-    return make_float4(__uint_as_float(q.x << 16), __uint_as_float(q.x & 0xffff0000u),
-                       __uint_as_float(q.y << 16), __uint_as_float(q.y & 0xffff0000u));
+  static IL_HD float4 cvt(uint2 q) {
+    return make_float4(u2f(q.x << 16), u2f(q.x & 0xffff0000u), u2f(q.y << 16), u2f(q.y & 0xffff0000u));
   }
 };
 
 template <> struct QT<GGMLType::F32> : QTFloat<4> {
   using Quarter = uint4;
   struct Regs { uint4 a, b, c, d; };
-  __device__ static __forceinline__ void load(Regs& r, const uint8_t* p, const uint8_t*, int) {
+  static IL_HD void load(Regs& r, const uint8_t* p, const uint8_t*, int) {
     r.a = ld_stream16(p);
     r.b = ld_stream16(p + 16);
     r.c = ld_stream16(p + 32);
     r.d = ld_stream16(p + 48);
   }
-  __device__ static __forceinline__ void run(const Regs& r, int, int, uint4 q[4], float& s, float& m) {
+  static IL_HD void run(const Regs& r, int, int, uint4 q[4], float& s, float& m) {
     q[0] = r.a; q[1] = r.b; q[2] = r.c; q[3] = r.d;
     s = 1.f; m = 0.f;
   }
-  __device__ static __forceinline__ float4 cvt(uint4 q) {
-    return make_float4(__uint_as_float(q.x), __uint_as_float(q.y), __uint_as_float(q.z), __uint_as_float(q.w));
+  static IL_HD float4 cvt(uint4 q) {
+    return make_float4(u2f(q.x), u2f(q.y), u2f(q.z), u2f(q.w));
   }
 };
 
@@ -392,7 +476,7 @@ template <> struct QT<GGMLType::F32> : QTFloat<4> {
 // Decodes unit `sub` of block `blk` of row `row`: out[16 j + e] is element run_offset(sub, j) + e of the
 // block, j < RUNS.
 template <GGMLType T>
-__device__ __forceinline__ void dequant_unit(const QView& v, int64_t row, int64_t blk, int sub, float* out) {
+IL_HD void dequant_unit(const QView& v, int64_t row, int64_t blk, int sub, float* out) {
   using Q = QT<T>;
   typename Q::Regs r;
   Q::load(r, Q::payload(v, row, blk), Q::side(v, row, blk), sub);
@@ -415,14 +499,14 @@ __device__ __forceinline__ void dequant_unit(const QView& v, int64_t row, int64_
 // One element W[row, col] (slow; for gathers of a few rows, e.g. embeddings). Float types need k % 16 == 0
 // for the unit-based paths but this function reads float types directly and works for any k.
 template <GGMLType T>
-__device__ __forceinline__ float dequant_element(const QView& v, int64_t row, int64_t col) {
+IL_HD float dequant_element(const QView& v, int64_t row, int64_t col) {
   using Q = QT<T>;
   if constexpr (T == GGMLType::F32) {
     return reinterpret_cast<const float*>(v.pay)[row * v.k + col];
   } else if constexpr (T == GGMLType::F16) {
-    return __half2float(reinterpret_cast<const __half*>(v.pay)[row * v.k + col]);
+    return h2f(reinterpret_cast<const uint16_t*>(v.pay)[row * v.k + col]);
   } else if constexpr (T == GGMLType::BF16) {
-    return __bfloat162float(reinterpret_cast<const __nv_bfloat16*>(v.pay)[row * v.k + col]);
+    return u2f((uint32_t)reinterpret_cast<const uint16_t*>(v.pay)[row * v.k + col] << 16);
   } else {
     const int64_t blk = col / Q::QK;
     const int e = (int)(col % Q::QK);

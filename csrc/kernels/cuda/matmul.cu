@@ -12,6 +12,7 @@
 #include "core/cuda_check.h"
 #include "core/device.h"
 #include "kernels/cuda/dequant.cuh"
+#include "kernels/cuda/matmul_kernels.cuh"
 #include "kernels/qweight_layout.h"
 
 namespace inferlab {
@@ -20,234 +21,60 @@ namespace cuda {
 namespace {
 
 // ============================================================================================
-// Decode: fused dequantize + multiply, T <= 8
+// Decode: fused dequantize + multiply, T <= 8 (building blocks in matmul_kernels.cuh)
 // ============================================================================================
-constexpr int kWarps = 8;                   // warps per block
-constexpr int kRows = 2;                    // output rows per warp
-constexpr int kThreads = kWarps * 32;
-constexpr int kRowsPerBlock = kWarps * kRows;
-constexpr int kSmemBudget = 64 * 1024;      // x bytes staged per pass (soft; a pass holds >= one warp step)
-constexpr int kSmemMax = 100 * 1024;        // opt-in limit set on every decode kernel
 
-enum XKind : int { kXF32 = 0, kXF16 = 1, kXBF16 = 2 };
-
-struct MmvArgs {
-  QView w;                // [n, k]
-  const void* x;          // [t, k]
-  int x_kind;             // XKind
-  bool x_vec;             // x is 16-byte aligned: vector loads when staging
-  void* y;                // [t, n]
-  bool y_f16;             // y is fp16 (else float32)
-  const float* bias;      // [n] or nullptr
-  int t;                  // rows of x (<= the kernel's TMAX)
-  int kc;                 // elements of x staged per pass = row stride of the shared x buffer (multiple of 16)
-  int64_t spc;            // warp steps per pass (all steps when the whole row fits)
-};
-
-// 16 consecutive elements of x starting at element `off` (a multiple of 16), as float.
-__device__ __forceinline__ void load_x16(const MmvArgs& a, int64_t off, float v[16]) {
-  if (a.x_kind == kXF32) {
-    const float* p = static_cast<const float*>(a.x) + off;
-    if (a.x_vec) {
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const float4 f = __ldg(reinterpret_cast<const float4*>(p) + i);
-        v[4 * i] = f.x; v[4 * i + 1] = f.y; v[4 * i + 2] = f.z; v[4 * i + 3] = f.w;
-      }
-    } else {
-#pragma unroll
-      for (int i = 0; i < 16; ++i) v[i] = __ldg(p + i);
-    }
-  } else {
-    const unsigned short* p = static_cast<const unsigned short*>(a.x) + off;
-    uint32_t u[8];
-    if (a.x_vec) {
-      const uint4 u0 = __ldg(reinterpret_cast<const uint4*>(p));
-      const uint4 u1 = __ldg(reinterpret_cast<const uint4*>(p) + 1);
-      u[0] = u0.x; u[1] = u0.y; u[2] = u0.z; u[3] = u0.w; u[4] = u1.x; u[5] = u1.y; u[6] = u1.z; u[7] = u1.w;
-    } else {
-#pragma unroll
-      for (int i = 0; i < 8; ++i) u[i] = (uint32_t)__ldg(p + 2 * i) | ((uint32_t)__ldg(p + 2 * i + 1) << 16);
-    }
-    if (a.x_kind == kXF16) {
-#pragma unroll
-      for (int i = 0; i < 8; ++i) {
-        const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&u[i]));
-        v[2 * i] = f.x;
-        v[2 * i + 1] = f.y;
-      }
-    } else {
-#pragma unroll
-      for (int i = 0; i < 8; ++i) {
-        v[2 * i] = __uint_as_float(u[i] << 16);
-        v[2 * i + 1] = __uint_as_float(u[i] & 0xffff0000u);
-      }
-    }
-  }
-}
-
-// Stages x[:, c0 : c0 + len) into xs [t][kc] and its 16-element sums into xsum [t][kc / 16].
-__device__ void stage_x(const MmvArgs& a, float* xs, float* xsum, int64_t c0, int len) {
-  const int runs = len / 16;
-  const int total = a.t * runs;
-  for (int i = threadIdx.x; i < total; i += blockDim.x) {
-    const int t = i / runs;
-    const int e = (i - t * runs) * 16;
-    float v[16];
-    load_x16(a, (int64_t)t * a.w.k + c0 + e, v);
-    float4* dst = reinterpret_cast<float4*>(xs + t * a.kc + e);
-    float s = 0.f;
-#pragma unroll
-    for (int q = 0; q < 4; ++q) {
-      dst[q] = make_float4(v[4 * q], v[4 * q + 1], v[4 * q + 2], v[4 * q + 3]);
-      s += (v[4 * q] + v[4 * q + 1]) + (v[4 * q + 2] + v[4 * q + 3]);
-    }
-    xsum[t * (a.kc / 16) + e / 16] = s;
-  }
-}
-
-// v'[i] = v[(i + rot) & 3] with a runtime rot (keeps the array in registers).
-template <class Q>
-__device__ __forceinline__ void rotate4(Q v[4], int rot) {
-  if (rot & 1) {
-    const Q t = v[0];
-    v[0] = v[1]; v[1] = v[2]; v[2] = v[3]; v[3] = t;
-  }
-  if (rot & 2) {
-    Q t = v[0]; v[0] = v[2]; v[2] = t;
-    t = v[1]; v[1] = v[3]; v[3] = t;
-  }
-}
-
-// Grid: ceil(n / 16) blocks of 256 threads; dynamic shared memory t * kc * (1 + 1/16) floats.
-// Warp w of block b owns rows 16 b + 2 w + {0, 1}. A warp step covers BPS = 32 / LPB consecutive blocks
-// of its rows: lane l decodes unit (l % LPB) of block (step * BPS + l / LPB) of both rows.
-// Bank conflicts: lanes read their 16-element x runs in quarters rotated by (lane >> 1) & 3, which makes
-// every quarter-warp's 16-byte shared loads hit distinct banks for all unit layouts in dequant.cuh
-// (the runs of even and odd lanes have different parity of their 16-element index; LPB == 1 types with
-// two runs visit them in opposite order on odd lanes for the same reason).
+// Grid: ceil(n / 16) blocks of 256 threads; dynamic shared memory mmv_smem_bytes(a).
 template <GGMLType TY, int TMAX>
-__global__ void __launch_bounds__(kThreads) mmv_kernel(const MmvArgs a) {
+__global__ void __launch_bounds__(kMmvThreads) mmv_kernel(const MmvArgs a) {
   using Q = QT<TY>;
-  using Quarter = typename Q::Quarter;
   constexpr int BPS = 32 / Q::LPB;
   constexpr int64_t STEP_ELEMS = (int64_t)BPS * Q::QK;
 
   extern __shared__ float4 mmv_smem[];
   float* xs = reinterpret_cast<float*>(mmv_smem);
-  const int KC = a.kc;
   const int T = TMAX == 1 ? 1 : a.t;
-  float* xsum = xs + T * KC;
+  float* xsum = xs + T * a.kc;
 
   const int lane = threadIdx.x & 31;
   const int warp = threadIdx.x >> 5;
-  const int sub = lane % Q::LPB;
-  const int bl = lane / Q::LPB;
-  const int rot = (lane >> 1) & 3;
-  const int64_t N = a.w.n, nb = a.w.nb, K = a.w.k;
-  const int64_t row0 = ((int64_t)blockIdx.x * kWarps + warp) * kRows;
-  int64_t rows[kRows];
+  const int64_t N = a.w.n, K = a.w.k;
+  const int64_t row0 = ((int64_t)blockIdx.x * kMmvWarps + warp) * kMmvRows;
+  int64_t rows[kMmvRows];
 #pragma unroll
-  for (int r = 0; r < kRows; ++r) rows[r] = min(row0 + r, N - 1);  // loads clamp; stores check
+  for (int r = 0; r < kMmvRows; ++r) rows[r] = imin64(row0 + r, N - 1);  // loads clamp; stores check
 
-  float acc[kRows][TMAX];
+  float acc[kMmvRows][TMAX];
 #pragma unroll
-  for (int r = 0; r < kRows; ++r)
+  for (int r = 0; r < kMmvRows; ++r)
 #pragma unroll
     for (int t = 0; t < TMAX; ++t) acc[r][t] = 0.f;
 
-  const int64_t nsteps = (nb + BPS - 1) / BPS;
-  typename Q::Regs cur[kRows];
-  {
-    const int64_t b = bl;
-    if (b < nb) {
-#pragma unroll
-      for (int r = 0; r < kRows; ++r) Q::load(cur[r], Q::payload(a.w, rows[r], b), Q::side(a.w, rows[r], b), sub);
-    }
-  }
+  const int64_t nsteps = (a.w.nb + BPS - 1) / BPS;
+  typename Q::Regs cur[kMmvRows];
+  mmv_load_step<TY>(cur, a, rows, 0, lane);  // in flight while x is staged
   int64_t staged = -1;
   for (int64_t s = 0; s < nsteps; ++s) {
-    // Prefetch the next step's weights before touching shared memory.
-    typename Q::Regs nxt[kRows];
-    {
-      const int64_t b = (s + 1) * BPS + bl;
-      if (s + 1 < nsteps && b < nb) {
-#pragma unroll
-        for (int r = 0; r < kRows; ++r) Q::load(nxt[r], Q::payload(a.w, rows[r], b), Q::side(a.w, rows[r], b), sub);
-      }
-    }
+    typename Q::Regs nxt[kMmvRows];
+    if (s + 1 < nsteps) mmv_load_step<TY>(nxt, a, rows, s + 1, lane);  // prefetch
     const int64_t c = s / a.spc;  // pass of this step (uniform over the block)
     const int64_t c0 = c * a.spc * STEP_ELEMS;
     if (c != staged) {
       if (staged >= 0) __syncthreads();  // everyone is done with the previous pass
-      stage_x(a, xs, xsum, c0, (int)min((int64_t)KC, K - c0));
+      const int len = (int)imin64(a.kc, K - c0);
+      const int items = T * (len / 16);
+      for (int i = threadIdx.x; i < items; i += blockDim.x) stage_x_item(a, i, xs, xsum, c0, len);
       __syncthreads();
       staged = c;
     }
-    const int64_t b = s * BPS + bl;
-    if (b < nb) {
-      const int cb = (int)(b * Q::QK - c0);  // block start within the staged pass
+    mmv_compute_step<TY, TMAX>(cur, a, lane, s, c0, xs, xsum, T, acc);
 #pragma unroll
-      for (int j = 0; j < Q::RUNS; ++j) {
-        const int jj = (Q::LPB == 1 && Q::RUNS == 2) ? (j ^ (lane & 1)) : j;
-        const int e = cb + Q::run_offset(sub, jj);
-        Quarter q[kRows][4];
-        float sc[kRows], mn[kRows];
-#pragma unroll
-        for (int r = 0; r < kRows; ++r) {
-          Q::run(cur[r], sub, jj, q[r], sc[r], mn[r]);
-          rotate4(q[r], rot);
-        }
-        float dot[kRows][TMAX];
-#pragma unroll
-        for (int r = 0; r < kRows; ++r)
-#pragma unroll
-          for (int t = 0; t < TMAX; ++t) dot[r][t] = 0.f;
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          const int ii = (i + rot) & 3;
-          float4 wv[kRows];
-#pragma unroll
-          for (int r = 0; r < kRows; ++r) wv[r] = Q::cvt(q[r][i]);
-#pragma unroll
-          for (int t = 0; t < TMAX; ++t) {
-            if (TMAX > 1 && t >= T) break;
-            const float4 xv = *reinterpret_cast<const float4*>(xs + t * KC + e + 4 * ii);
-#pragma unroll
-            for (int r = 0; r < kRows; ++r) {
-              float d = dot[r][t];
-              d = fmaf(xv.x, wv[r].x, d);
-              d = fmaf(xv.y, wv[r].y, d);
-              d = fmaf(xv.z, wv[r].z, d);
-              d = fmaf(xv.w, wv[r].w, d);
-              dot[r][t] = d;
-            }
-          }
-        }
-#pragma unroll
-        for (int t = 0; t < TMAX; ++t) {
-          if (TMAX > 1 && t >= T) break;
-          float xsm = 0.f;
-          if (Q::HAS_MIN) xsm = xsum[t * (KC / 16) + e / 16];
-#pragma unroll
-          for (int r = 0; r < kRows; ++r) {
-            if (Q::IS_FLOAT) {
-              acc[r][t] += dot[r][t];
-            } else {
-              acc[r][t] = fmaf(sc[r], dot[r][t], acc[r][t]);
-              if (Q::HAS_MIN) acc[r][t] = fmaf(mn[r], xsm, acc[r][t]);
-            }
-          }
-        }
-      }
-    }
-#pragma unroll
-    for (int r = 0; r < kRows; ++r) cur[r] = nxt[r];
+    for (int r = 0; r < kMmvRows; ++r) cur[r] = nxt[r];
   }
 
-  // Reduce over the warp; lane (r * TMAX + t) % 32 writes y[t, row r].
+  // Reduce over the warp; lane (r * TMAX + t) % 32 writes y[t, row0 + r].
 #pragma unroll
-  for (int r = 0; r < kRows; ++r) {
+  for (int r = 0; r < kMmvRows; ++r) {
 #pragma unroll
     for (int t = 0; t < TMAX; ++t) {
       float v = acc[r][t];
@@ -267,31 +94,18 @@ __global__ void __launch_bounds__(kThreads) mmv_kernel(const MmvArgs a) {
 
 template <GGMLType TY, int TMAX>
 void launch_mmv(MmvArgs a, cudaStream_t stream) {
-  using Q = QT<TY>;
-  constexpr int BPS = 32 / Q::LPB;
-  constexpr int64_t STEP_ELEMS = (int64_t)BPS * Q::QK;
-  const int64_t K = a.w.k;
-  const int64_t nsteps = (a.w.nb + BPS - 1) / BPS;
-  // Floats of shared memory per x element and row: the value plus 1/16 of a partial sum.
-  const int64_t fit = (int64_t)kSmemBudget * 16 / (4 * 17 * (int64_t)a.t);
-  if (K <= fit) {
-    a.kc = (int)K;
-    a.spc = std::max<int64_t>(nsteps, 1);
-  } else {
-    const int64_t kc = std::max<int64_t>(STEP_ELEMS, fit / STEP_ELEMS * STEP_ELEMS);
-    a.kc = (int)kc;
-    a.spc = kc / STEP_ELEMS;
-  }
-  const size_t smem = (size_t)a.t * a.kc * 4 + (size_t)a.t * (a.kc / 16) * 4;
+  mmv_plan<QT<TY>>(a);
+  const size_t smem = mmv_smem_bytes(a);
+  if (smem > (size_t)kMmvSmemMax)
+    throw RuntimeError(str_cat("matmul: decode kernel needs ", smem, " bytes of shared memory (limit ", kMmvSmemMax, ")"));
   static const bool configured = [] {
-    IL_CUDA_CHECK(cudaFuncSetAttribute(mmv_kernel<TY, TMAX>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemMax));
+    IL_CUDA_CHECK(cudaFuncSetAttribute(mmv_kernel<TY, TMAX>, cudaFuncAttributeMaxDynamicSharedMemorySize, kMmvSmemMax));
     return true;
   }();
   (void)configured;
-  if (smem > (size_t)kSmemMax) throw RuntimeError(str_cat("matmul: shared memory need ", smem, " exceeds ", kSmemMax));
-  const int64_t grid = (a.w.n + kRowsPerBlock - 1) / kRowsPerBlock;
+  const int64_t grid = (a.w.n + kMmvRowsPerBlock - 1) / kMmvRowsPerBlock;
   IL_CHECK_ARG(grid <= INT_MAX, "matmul: too many rows (", a.w.n, ")");
-  mmv_kernel<TY, TMAX><<<(unsigned)grid, kThreads, smem, stream>>>(a);
+  mmv_kernel<TY, TMAX><<<(unsigned)grid, kMmvThreads, smem, stream>>>(a);
   IL_CUDA_CHECK_LAUNCH();
 }
 
@@ -537,7 +351,7 @@ void prefill(const MatmulParams& p, cudaStream_t stream) {
   void* C = p.y;
   cudaDataType_t c_type = p.y_dtype == DType::F16 ? CUDA_R_16F : CUDA_R_32F;
   bool staged_c = false;
-  if (p.y_dtype == DType::F16 && ab_type != CUDA_R_16F) {
+  if (p.y_dtype == DType::F16 && (ab_type != CUDA_R_16F || p.bias)) {  // f32 staging avoids double rounding
     C = ctx.yf32.get((size_t)T * N * 4);
     c_type = CUDA_R_32F;
     staged_c = true;
