@@ -19,7 +19,7 @@ import pytest
 import inferlab
 from inferlab import reference as R
 from inferlab.kernels import QWeight, matmul
-from conftest import CUDA, DEVICES, MODEL_SHAPES
+from conftest import DEVICES, MODEL_SHAPES
 
 gguf = pytest.importorskip("gguf")
 from gguf import GGMLQuantizationType as G  # noqa: E402
@@ -269,6 +269,8 @@ def test_cuda_layout_round_trip(rng, t):
     w = QWeight.from_bytes(raw, t, n, k, device="cuda")
     assert w.layout == (0 if t in ("F32", "F16", "BF16") else 1)
     assert np.array_equal(w.gguf_bytes(), raw.reshape(-1))
+    np.testing.assert_array_equal(w.dense("float16").numpy(),
+                                  ref_dequant(raw, t, n, k).astype(np.float32).astype(np.float16))
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -285,6 +287,8 @@ def test_qweight_properties_and_dequantize(rng, t):
     np.testing.assert_array_equal(w.dequantize().astype(np.float64), ref_dequant(raw, t, n, k))
     np.testing.assert_array_equal(R.dequantize_weight(w), ref_dequant(raw, t, n, k))
     assert t in repr(w)
+    np.testing.assert_array_equal(w.dense("float32").numpy().astype(np.float64), ref_dequant(raw, t, n, k))
+    np.testing.assert_array_equal(w.dense("float16").numpy(), ref_dequant(raw, t, n, k).astype(np.float32).astype(np.float16))
 
 
 def _write_gguf(path, tensors):

@@ -9,6 +9,9 @@
 #include "gguf/gguf.h"
 #include "kernels/ops.h"
 #include "kernels/qweight_layout.h"
+#ifdef INFERLAB_WITH_CUDA
+#include "kernels/cuda/matmul.cuh"
+#endif
 
 namespace inferlab {
 
@@ -110,6 +113,59 @@ void bind_matmul(py::module_& m) {
       },
       py::arg("x"), py::arg("w"), py::arg("y"), py::arg("bias") = py::none(),
       "y[T, N] = x[T, K] . W[N, K]^T (+ bias[N]); writes y.");
+  mm.def(
+      "dequantize_to",
+      [](const QWeight& w, Tensor& out) {
+        py::gil_scoped_release release;
+        qweight_dequantize_to(w, out);
+      },
+      py::arg("w"), py::arg("out"), "Writes W into out [n, k] (float32 or float16) on the weight's device.");
+  mm.def(
+      "bench_matmul_ms",
+      [](const Tensor& x, const std::vector<const QWeight*>& ws, Tensor& y, int iters) -> double {
+#ifdef INFERLAB_WITH_CUDA
+        require_cuda("bench_matmul_ms");
+        IL_CHECK_ARG(!ws.empty(), "no weights");
+        std::vector<cuda::MatmulParams> calls;
+        for (const QWeight* w : ws) {
+          ops::matmul(x, *w, y);  // validates (and runs once)
+          cuda::MatmulParams p;
+          p.x = x.data(); p.x_dtype = x.dtype(); p.y = y.data(); p.y_dtype = y.dtype(); p.w = w; p.t = x.size(0);
+          calls.push_back(p);
+        }
+        py::gil_scoped_release release;
+        return cuda::bench_matmul_ms(calls.data(), (int)calls.size(), iters);
+#else
+        require_cuda("bench_matmul_ms");
+        return 0.0;
+#endif
+      },
+      py::arg("x"), py::arg("weights"), py::arg("y"), py::arg("iters") = 50,
+      "ms per matmul(x, w, y) on CUDA, cycling through `weights`, timed as a CUDA graph replay.");
+  mm.def(
+      "bench_copy_ms",
+      [](const std::vector<Tensor>& dsts, const std::vector<Tensor>& srcs, int iters) -> double {
+#ifdef INFERLAB_WITH_CUDA
+        require_cuda("bench_copy_ms");
+        IL_CHECK_ARG(!dsts.empty() && dsts.size() == srcs.size(), "need as many dsts as srcs (>= 1)");
+        std::vector<void*> d;
+        std::vector<const void*> s;
+        const size_t nb = srcs[0].nbytes();
+        for (size_t i = 0; i < dsts.size(); ++i) {
+          IL_CHECK_ARG(dsts[i].device() == Device::CUDA && srcs[i].device() == Device::CUDA, "buffers must be on CUDA");
+          IL_CHECK_ARG(dsts[i].nbytes() == nb && srcs[i].nbytes() == nb, "all buffers must have the same size");
+          d.push_back(dsts[i].data());
+          s.push_back(srcs[i].data());
+        }
+        py::gil_scoped_release release;
+        return cuda::bench_copy_ms(d.data(), s.data(), (int)d.size(), nb, iters);
+#else
+        require_cuda("bench_copy_ms");
+        return 0.0;
+#endif
+      },
+      py::arg("dsts"), py::arg("srcs"), py::arg("iters") = 50,
+      "ms per device-to-device copy (cycling through the buffers), timed as a CUDA graph replay.");
   mm.def("supports", [](const std::string& type_name) {
     const int32_t id = ggml_type_from_name(type_name.c_str());
     return id >= 0 && matmul_supports((GGMLType)id);

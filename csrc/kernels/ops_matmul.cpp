@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "core/device.h"
+#include "core/half.h"
 #include "gguf/dequant.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/ops.h"
@@ -134,6 +135,35 @@ void qweight_dequantize_host(const QWeight& w, float* out) {
   const std::vector<uint8_t> raw = qweight_gguf_bytes(w);
   const int64_t rb = w.row_bytes();
   for (int64_t r = 0; r < w.n; ++r) dequantize_row(w.type, raw.data() + r * rb, out + r * w.k, w.k);
+}
+
+void qweight_dequantize_to(const QWeight& w, Tensor& out) {
+  IL_CHECK_ARG(w.data.defined(), "weight '", w.name, "' has no data");
+  check_ndim(out, "out", 2);
+  check_dtype(out, "out", {DType::F32, DType::F16});
+  check_shape(out, "out", {w.n, w.k});
+  check_same_device(w.device(), out, "out");
+  if (w.device() == Device::CPU) {
+    const int64_t rb = w.row_bytes();
+    const uint8_t* src = static_cast<const uint8_t*>(w.data.data());
+    std::vector<float> row(out.dtype() == DType::F16 ? (size_t)w.k : 0);
+    for (int64_t r = 0; r < w.n; ++r) {
+      if (out.dtype() == DType::F32) {
+        dequantize_row(w.type, src + r * rb, out.data_as<float>() + r * w.k, w.k);
+      } else {
+        dequantize_row(w.type, src + r * rb, row.data(), w.k);
+        uint16_t* o = out.data_as<uint16_t>() + r * w.k;
+        for (int64_t i = 0; i < w.k; ++i) o[i] = f32_to_fp16(row[i]);
+      }
+    }
+    return;
+  }
+#ifdef INFERLAB_WITH_CUDA
+  IL_CHECK_ARG(out.dtype() == DType::F16, "out must be float16 for a CUDA weight");
+  cuda::dequantize_to_f16(w, out.data(), current_stream());
+#else
+  require_cuda("dequantize_to");
+#endif
 }
 
 QWeight QWeight::from_host(const std::string& name, GGMLType type, int64_t n, int64_t k, const void* src,

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "core/ggml_types.h"
+#include "core/tensor.h"
 
 namespace inferlab {
 
@@ -57,5 +58,8 @@ void gguf_from_split(GGMLType type, int64_t n, int64_t k, const uint8_t* src, ui
 std::vector<uint8_t> qweight_gguf_bytes(const QWeight& w);
 // Dequantizes the whole weight to float32 on the host: out [n, k].
 void qweight_dequantize_host(const QWeight& w, float* out);
+// Dequantizes the whole weight into `out` [n, k] (F32 or F16) on the weight's device (enqueued on
+// current_stream() for CUDA; on CUDA float weights need k % 16 == 0). ValueError on bad arguments.
+void qweight_dequantize_to(const QWeight& w, Tensor& out);
 
 }  // namespace inferlab

@@ -139,6 +139,16 @@ IL_HD uint32_t ld_ro2(const uint8_t* p) {
 #endif
 }
 
+// s * x + m rounded like ggml's (and gguf-py's) dequantizers: product and sum rounded separately.
+IL_HD float scale_add(float s, float x, float m) {
+#ifdef __CUDA_ARCH__
+  return __fadd_rn(__fmul_rn(s, x), m);
+#else
+  const float p = s * x;
+  return p + m;
+#endif
+}
+
 // 4 byte codes -> 4 floats (code - off): byte placed in the mantissa of 2^23, then 2^23 + off subtracted.
 IL_HD float4 codes_to_float4(uint32_t v, float magic_off) {
   float4 r;
@@ -474,7 +484,7 @@ template <> struct QT<GGMLType::F32> : QTFloat<4> {
 // ---------------------------------------------------------------------------------------------
 
 // Decodes unit `sub` of block `blk` of row `row`: out[16 j + e] is element run_offset(sub, j) + e of the
-// block, j < RUNS.
+// block, j < RUNS. Bit-exact with ggml's dequantize_row (and so with inferlab's CPU dequantize_row).
 template <GGMLType T>
 IL_HD void dequant_unit(const QView& v, int64_t row, int64_t blk, int sub, float* out) {
   using Q = QT<T>;
@@ -488,10 +498,10 @@ IL_HD void dequant_unit(const QView& v, int64_t row, int64_t blk, int sub, float
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       const float4 f = Q::cvt(q[i]);
-      out[16 * j + 4 * i + 0] = Q::IS_FLOAT ? f.x : fmaf(s, f.x, m);
-      out[16 * j + 4 * i + 1] = Q::IS_FLOAT ? f.y : fmaf(s, f.y, m);
-      out[16 * j + 4 * i + 2] = Q::IS_FLOAT ? f.z : fmaf(s, f.z, m);
-      out[16 * j + 4 * i + 3] = Q::IS_FLOAT ? f.w : fmaf(s, f.w, m);
+      out[16 * j + 4 * i + 0] = Q::IS_FLOAT ? f.x : scale_add(s, f.x, m);
+      out[16 * j + 4 * i + 1] = Q::IS_FLOAT ? f.y : scale_add(s, f.y, m);
+      out[16 * j + 4 * i + 2] = Q::IS_FLOAT ? f.z : scale_add(s, f.z, m);
+      out[16 * j + 4 * i + 3] = Q::IS_FLOAT ? f.w : scale_add(s, f.w, m);
     }
   }
 }
@@ -524,7 +534,7 @@ IL_HD float dequant_element(const QView& v, int64_t row, int64_t col) {
           const float4 f = Q::cvt(i == 0 ? q[0] : i == 1 ? q[1] : i == 2 ? q[2] : q[3]);
           const int c = (e - o) & 3;
           const float x = c == 0 ? f.x : c == 1 ? f.y : c == 2 ? f.z : f.w;
-          return fmaf(s, x, m);
+          return scale_add(s, x, m);
         }
       }
     }

@@ -386,6 +386,77 @@ void dequantize_to_f16(const QWeight& w, void* out, cudaStream_t stream) {
   });
 }
 
+namespace {
+
+// Captures enqueue(i) for i < iters into a graph on a private stream and times its replays.
+template <class F>
+double time_graph_ms(int iters, F&& enqueue) {
+  IL_CHECK_ARG(iters >= 1, "iters must be >= 1");
+  cudaStream_t s = nullptr;
+  IL_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  cudaEvent_t e0 = nullptr, e1 = nullptr;
+  double ms_per_call = 0;
+  try {
+    StreamGuard guard(s);
+    IL_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+    try {
+      for (int i = 0; i < iters; ++i) enqueue(i, s);
+    } catch (...) {
+      cudaGraph_t g = nullptr;
+      cudaStreamEndCapture(s, &g);
+      if (g) cudaGraphDestroy(g);
+      throw;
+    }
+    IL_CUDA_CHECK(cudaStreamEndCapture(s, &graph));
+    IL_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+    IL_CUDA_CHECK(cudaGraphLaunch(exec, s));  // warm-up replay
+    IL_CUDA_CHECK(cudaEventCreate(&e0));
+    IL_CUDA_CHECK(cudaEventCreate(&e1));
+    const int reps = 3;
+    IL_CUDA_CHECK(cudaEventRecord(e0, s));
+    for (int r = 0; r < reps; ++r) IL_CUDA_CHECK(cudaGraphLaunch(exec, s));
+    IL_CUDA_CHECK(cudaEventRecord(e1, s));
+    IL_CUDA_CHECK(cudaEventSynchronize(e1));
+    float ms = 0;
+    IL_CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+    ms_per_call = (double)ms / (reps * iters);
+  } catch (...) {
+    if (e0) cudaEventDestroy(e0);
+    if (e1) cudaEventDestroy(e1);
+    if (exec) cudaGraphExecDestroy(exec);
+    if (graph) cudaGraphDestroy(graph);
+    cudaStreamSynchronize(s);
+    cudaStreamDestroy(s);
+    throw;
+  }
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  IL_CUDA_CHECK(cudaStreamSynchronize(s));
+  IL_CUDA_CHECK(cudaStreamDestroy(s));
+  return ms_per_call;
+}
+
+}  // namespace
+
+double bench_matmul_ms(const MatmulParams* calls, int ncalls, int iters) {
+  IL_CHECK_ARG(ncalls >= 1, "bench_matmul_ms: no calls");
+  // Warm-up outside the capture: sets kernel attributes, creates the cuBLAS handle, grows scratch buffers.
+  for (int i = 0; i < ncalls; ++i) matmul(calls[i], current_stream());
+  IL_CUDA_CHECK(cudaStreamSynchronize(current_stream()));
+  return time_graph_ms(iters, [&](int i, cudaStream_t s) { matmul(calls[i % ncalls], s); });
+}
+
+double bench_copy_ms(void* const* dsts, const void* const* srcs, int ncopies, size_t nbytes, int iters) {
+  IL_CHECK_ARG(ncopies >= 1, "bench_copy_ms: no buffers");
+  return time_graph_ms(iters, [&](int i, cudaStream_t s) {
+    IL_CUDA_CHECK(cudaMemcpyAsync(dsts[i % ncopies], srcs[i % ncopies], nbytes, cudaMemcpyDeviceToDevice, s));
+  });
+}
+
 void matmul(const MatmulParams& p, cudaStream_t stream) {
   const QWeight& w = *p.w;
   const bool is_float = w.type == GGMLType::F32 || w.type == GGMLType::F16 || w.type == GGMLType::BF16;

@@ -44,5 +44,12 @@ void matmul(const MatmulParams& p, cudaStream_t stream);
 // out [w.n, w.k] row-major, device memory.
 void dequantize_to_f16(const QWeight& w, void* out, cudaStream_t stream);
 
+// Benchmark helpers (benchmarks/_bench_matmul.py). Each runs `iters` calls cycling through the list,
+// captured in one CUDA graph on a private stream (so launch overhead is not measured; this is how a model
+// running under CUDA graphs sees the kernels), after one warm-up pass; returns milliseconds per call.
+double bench_matmul_ms(const MatmulParams* calls, int ncalls, int iters);
+// Same for device-to-device copies of `nbytes` from srcs[i] to dsts[i].
+double bench_copy_ms(void* const* dsts, const void* const* srcs, int ncopies, size_t nbytes, int iters);
+
 }  // namespace cuda
 }  // namespace inferlab

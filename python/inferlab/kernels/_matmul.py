@@ -126,6 +126,12 @@ class QWeight:
         """``W`` as float32 ``[n, k]`` on the host (inferlab's C++ dequantizer)."""
         return self._w.dequantize()
 
+    def dense(self, dtype: str = "float16") -> "DeviceArray":
+        """``W`` dequantized to a new DeviceArray ``[n, k]`` on the weight's device (CUDA: float16 only)."""
+        out = DeviceArray.empty((self.n, self.k), dtype, self.device)
+        _mm.dequantize_to(self._w, out)
+        return out
+
     def __repr__(self) -> str:
         return f"QWeight({self.name!r}, {self.type}, shape={self.shape}, device={self.device!r})"
 
