@@ -28,7 +28,8 @@ ALL_TYPES = ["F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K
 QUANTIZABLE = {"BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0"}
 # Offsets of the fp16 scale fields (d, dmin / m) inside a block, for random K-quant blocks.
 SCALE_FIELDS = {"Q2_K": (80, 82), "Q3_K": (108,), "Q4_K": (0, 2), "Q5_K": (0, 2), "Q6_K": (208,)}
-DECODE_MAX_T = 8
+DECODE_MAX_T = 8          # CUDA: fused kernel up to this T for float weights
+CHUNKED_DECODE_MAX_T = 32  # CUDA: fused kernel (in chunks of 8 rows) up to this T for quantized weights
 
 
 def block_size(t: str) -> int:
@@ -72,7 +73,8 @@ def ref_dequant(raw: np.ndarray, t: str, n: int, k: int) -> np.ndarray:
 
 def path_of(device: str, t: str, T: int) -> str:
     """Which precision path the op takes (see kernels/_matmul.py)."""
-    if device == "cpu" or T <= DECODE_MAX_T or t == "F32":
+    is_float = t in ("F32", "F16", "BF16")
+    if device == "cpu" or T <= (DECODE_MAX_T if is_float else CHUNKED_DECODE_MAX_T) or t == "F32":
         return "fp32"
     return "bf16" if t == "BF16" else "fp16"
 
@@ -146,7 +148,7 @@ def _cases():
 def test_every_type_real_shapes(device, rng, t, model, layer):
     n, k = layer_shapes(model)[layer]
     n = min(n, 72 if device == "cpu" else 1000)  # not a multiple of the 16 rows of a CUDA block
-    Ts = (1, 3, 8, 17) if device == "cpu" else (1, 2, 3, 4, 5, 6, 7, 8, 9, 17)
+    Ts = (1, 3, 8, 17) if device == "cpu" else (1, 2, 3, 4, 5, 6, 7, 8, 9, 17, 20, 33)
     raw = make_weight(rng, t, n, k)
     w = QWeight.from_bytes(raw, t, n, k, device=device)
     for T in Ts:

@@ -5,6 +5,7 @@
 #include "core/device.h"
 #include "core/half.h"
 #include "gguf/dequant.h"
+#include "gguf/gguf.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/ops.h"
 #include "kernels/qweight_layout.h"
@@ -135,6 +136,16 @@ void qweight_dequantize_host(const QWeight& w, float* out) {
   const std::vector<uint8_t> raw = qweight_gguf_bytes(w);
   const int64_t rb = w.row_bytes();
   for (int64_t r = 0; r < w.n; ++r) dequantize_row(w.type, raw.data() + r * rb, out + r * w.k, w.k);
+}
+
+QWeight qweight_from_gguf(const GGUFTensorInfo& ti, Device device) {
+  IL_CHECK_ARG(ti.ne.size() >= 2, "tensor '", ti.name, "' is ", ti.ne.size(), "-D; a matmul weight is 2-D");
+  int64_t n = 1;
+  for (size_t i = 1; i < ti.ne.size(); ++i) {
+    IL_CHECK_ARG(i == 1 || ti.ne[i] == 1, "tensor '", ti.name, "' has more than 2 non-trivial dimensions");
+    n *= ti.ne[i];
+  }
+  return QWeight::from_host(ti.name, ti.type, n, ti.ne[0], ti.data, device);
 }
 
 void qweight_dequantize_to(const QWeight& w, Tensor& out) {

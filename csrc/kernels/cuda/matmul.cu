@@ -461,11 +461,28 @@ void matmul(const MatmulParams& p, cudaStream_t stream) {
   const QWeight& w = *p.w;
   const bool is_float = w.type == GGMLType::F32 || w.type == GGMLType::F16 || w.type == GGMLType::BF16;
   // The fused kernel reads float weights in 16-element pieces with 16-byte loads.
-  const bool decode_ok = !is_float || (w.k % 16 == 0 && reinterpret_cast<uintptr_t>(w.data.data()) % 16 == 0);
-  if (p.t <= kDecodeMaxT && decode_ok)
-    decode(p, stream);
-  else
+  const bool fused_ok = !is_float || (w.k % 16 == 0 && reinterpret_cast<uintptr_t>(w.data.data()) % 16 == 0);
+  bool fused;
+  switch (p.path) {
+    case MatmulPath::Fused:
+      IL_CHECK_ARG(fused_ok, "matmul: the fused kernel needs float weights with k % 16 == 0, 16-byte aligned");
+      fused = true;
+      break;
+    case MatmulPath::Cublas: fused = false; break;
+    default: fused = fused_ok && p.t <= (is_float ? kDecodeMaxT : kChunkedDecodeMaxT); break;
+  }
+  if (!fused) {
     prefill(p, stream);
+    return;
+  }
+  const size_t xrow = (size_t)w.k * dtype_size(p.x_dtype), yrow = (size_t)w.n * dtype_size(p.y_dtype);
+  for (int64_t t0 = 0; t0 < p.t; t0 += kDecodeMaxT) {
+    MatmulParams c = p;
+    c.t = std::min<int64_t>(kDecodeMaxT, p.t - t0);
+    c.x = static_cast<const char*>(p.x) + t0 * xrow;
+    c.y = static_cast<char*>(p.y) + t0 * yrow;
+    decode(c, stream);
+  }
 }
 
 }  // namespace cuda
