@@ -95,12 +95,15 @@ def tolerance(path: str, K: int, mag: np.ndarray, ref: np.ndarray, out_dtype: st
 
 
 def run_and_check(rng, device, t, n, k, T, *, x_dtype="float32", bias=False, out_dtype="float32", w=None,
-                  raw=None, x=None, label=""):
+                  raw=None, W=None, x=None, label=""):
+    """Runs matmul on a poisoned output and checks it against the float64 reference. W: the reference
+    dequantization of raw, when the caller already has it."""
     if raw is None:
         raw = make_weight(rng, t, n, k)
     if w is None:
         w = QWeight.from_bytes(raw, t, n, k, device=device)
-    W = ref_dequant(raw, t, n, k)
+    if W is None:
+        W = ref_dequant(raw, t, n, k)
     if x is None:
         x = rng.standard_normal((T, k)).astype(np.float32)
     x = np.asarray(x).astype(inferlab._tensor.np_dtype(x_dtype))
@@ -151,8 +154,9 @@ def test_every_type_real_shapes(device, rng, t, model, layer):
     Ts = (1, 3, 8, 17) if device == "cpu" else (1, 2, 3, 4, 5, 6, 7, 8, 9, 17, 20, 33)
     raw = make_weight(rng, t, n, k)
     w = QWeight.from_bytes(raw, t, n, k, device=device)
+    W = ref_dequant(raw, t, n, k)
     for T in Ts:
-        run_and_check(rng, device, t, n, k, T, raw=raw, w=w, label=f"{model}/{layer}")
+        run_and_check(rng, device, t, n, k, T, raw=raw, w=w, W=W, label=f"{model}/{layer}")
 
 
 @pytest.mark.parametrize("t", ALL_TYPES)
@@ -208,8 +212,9 @@ def test_cpu_threads_cover_all_rows(rng):
     t, n, k = "Q4_1", 3000, 576
     raw = make_weight(rng, t, n, k)
     w = QWeight.from_bytes(raw, t, n, k)
+    W = ref_dequant(raw, t, n, k)
     for T in (1, 9):
-        run_and_check(rng, "cpu", t, n, k, T, raw=raw, w=w)
+        run_and_check(rng, "cpu", t, n, k, T, raw=raw, w=w, W=W)
 
 
 def test_empty_batch_and_vector_input(rng):
@@ -229,14 +234,16 @@ def test_empty_batch_and_vector_input(rng):
 @pytest.mark.cuda
 @pytest.mark.parametrize("t", ALL_TYPES)
 def test_cuda_decode_full_shapes(rng, t):
-    for model, layer in [("phi3-mini-4k", "gate_up"), ("llama3-8b", "down"), ("qwen2.5-0.5b", "head")]:
+    for model, layer in [("phi3-mini-4k", "gate_up"), ("llama3-8b", "down"), ("llama3-8b", "o"),
+                         ("qwen2.5-0.5b", "down")]:
         n, k = layer_shapes(model)[layer]
         if k % block_size(t):
             continue
         raw = make_weight(rng, t, n, k)
         w = QWeight.from_bytes(raw, t, n, k, device="cuda")
+        W = ref_dequant(raw, t, n, k)
         for T in range(1, DECODE_MAX_T + 1):
-            run_and_check(rng, "cuda", t, n, k, T, raw=raw, w=w, label=f"{model}/{layer}")
+            run_and_check(rng, "cuda", t, n, k, T, raw=raw, w=w, W=W, label=f"{model}/{layer}")
 
 
 @pytest.mark.cuda
@@ -245,9 +252,28 @@ def test_cuda_prefill(rng, t):
     n, k = 1536, 4096
     raw = make_weight(rng, t, n, k)
     w = QWeight.from_bytes(raw, t, n, k, device="cuda")
+    W = ref_dequant(raw, t, n, k)
     for T in (512, 97):
-        run_and_check(rng, "cuda", t, n, k, T, raw=raw, w=w, bias=(T == 97))
-    run_and_check(rng, "cuda", t, n, k, 64, raw=raw, w=w, out_dtype="float16", bias=True)
+        run_and_check(rng, "cuda", t, n, k, T, raw=raw, w=w, W=W, bias=(T == 97))
+    run_and_check(rng, "cuda", t, n, k, 64, raw=raw, w=w, W=W, out_dtype="float16", bias=True)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("t,T", [("Q4_K", 1), ("Q6_K", 8), ("Q8_0", 20), ("Q4_K", 64), ("F16", 3), ("F16", 64)])
+def test_cuda_graph_capture(rng, t, T):
+    """The op can be captured in a CUDA graph (after one warm-up call) and the replays compute the same y."""
+    n, k = 512, 2048
+    raw = make_weight(rng, t, n, k)
+    w = QWeight.from_bytes(raw, t, n, k, device="cuda")
+    x = rng.standard_normal((T, k)).astype(np.float32)
+    xd = inferlab.DeviceArray.from_numpy(x, "cuda")
+    y = inferlab.DeviceArray.from_numpy(np.full((T, n), np.nan, np.float32), "cuda")
+    ms = inferlab._core.matmul.bench_matmul_ms(xd, [w._w], y, 3)
+    assert ms > 0
+    W = ref_dequant(raw, t, n, k)
+    ref = x.astype(np.float64) @ W.T
+    tol = tolerance(path_of("cuda", t, T), k, np.abs(x.astype(np.float64)) @ np.abs(W).T, ref, "float32", t)
+    assert (np.abs(y.numpy() - ref) <= tol).all()
 
 
 @pytest.mark.cuda
