@@ -259,6 +259,16 @@ def test_cuda_prefill(rng, t):
 
 
 @pytest.mark.cuda
+@pytest.mark.parametrize("t", ["Q4_K", "Q8_0"])
+def test_cuda_prefill_tiled(rng, t):
+    """W larger than one 64 MB fp16 dequantization tile (K = 14336: 2304 rows per tile): tiles stitch up."""
+    n, k = 5000, 14336
+    raw = make_weight(rng, t, n, k)
+    w = QWeight.from_bytes(raw, t, n, k, device="cuda")
+    run_and_check(rng, "cuda", t, n, k, 40, raw=raw, w=w, bias=True)
+
+
+@pytest.mark.cuda
 @pytest.mark.parametrize("t,T", [("Q4_K", 1), ("Q6_K", 8), ("Q8_0", 20), ("Q4_K", 64), ("F16", 3), ("F16", 64)])
 def test_cuda_graph_capture(rng, t, T):
     """The op can be captured in a CUDA graph (after one warm-up call) and the replays compute the same y."""
