@@ -118,12 +118,11 @@ def run_matvec(ctx) -> list[dict]:
                 rows.append(ctx.row(SECTION, f"{op} {label}", (n, k), t, ms, nbytes, 2.0 * T * n * k,
                                     note=f"{copies} weight copies cycled"))
             del ws
-            # the copy ceiling at this size (one per distinct byte count)
+            # the copy ceiling at this size (once per distinct byte count)
             if wbytes not in same_size:
-                same_size[wbytes] = copy_ms(wbytes, iters)
-            cms = same_size[wbytes]
-            rows.append(ctx.row(SECTION, f"copy same-size {label}", (n, k), t, cms, 2 * wbytes,
-                                note="D2D copy of the weight's bytes (read+write)"))
+                same_size[wbytes] = cms = copy_ms(wbytes, iters)
+                rows.append(ctx.row(SECTION, f"copy same-size {label}", (n, k), t, cms, 2 * wbytes,
+                                    note="D2D copy of this weight's byte count (read+write)"))
     return rows
 
 
