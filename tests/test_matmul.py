@@ -454,23 +454,20 @@ def _cuda_include():
 
 @pytest.mark.slow
 def test_cuda_lane_logic_emulated(tmp_path):
-    """Builds tests/cuda_emu/mmv_emu.cpp with g++ against the CUDA headers and the core library of the
-    build in INFERLAB_CORE_DIR, and runs it: device block decoders vs dequantize_row, the decode kernel's
-    per-lane work summed like its warp reduction vs a float64 dot, and bank-conflict freedom."""
+    """Builds tests/cuda_emu/mmv_emu.cpp with g++ against the CUDA headers (no GPU or CUDA library needed)
+    and runs it: device block decoders vs dequantize_row (bit-exact), the decode kernel's per-lane work
+    summed like its warp reduction vs a float64 dot (single and multi-pass staging), and freedom from
+    shared-memory bank conflicts."""
     inc = _cuda_include()
-    core_dir = os.environ.get("INFERLAB_CORE_DIR")
-    lib = pathlib.Path(core_dir) / "libinferlab_core.a" if core_dir else None
     gxx = shutil.which("g++")
-    if inc is None or lib is None or not lib.exists() or gxx is None:
-        pytest.skip("needs g++, CUDA headers and INFERLAB_CORE_DIR pointing at a build with libinferlab_core.a")
+    if inc is None or gxx is None:
+        pytest.skip("needs g++ and the CUDA headers (CUDA_HOME or /usr/local/cuda)")
     exe = tmp_path / "mmv_emu"
-    cmd = [gxx, "-std=c++17", "-O1", "-Wno-unknown-pragmas", f"-I{ROOT / 'csrc'}", f"-I{inc}",
-           str(ROOT / "tests" / "cuda_emu" / "mmv_emu.cpp"), str(lib), "-lpthread", "-o", str(exe)]
+    src = ROOT / "csrc"
+    cmd = [gxx, "-std=c++17", "-O1", "-Wno-unknown-pragmas", f"-I{src}", f"-I{inc}",
+           str(ROOT / "tests" / "cuda_emu" / "mmv_emu.cpp"), str(src / "kernels" / "qweight_layout.cpp"),
+           str(src / "gguf" / "dequant.cpp"), str(src / "core" / "ggml_types.cpp"), "-o", str(exe)]
     r = subprocess.run(cmd, capture_output=True, text=True)
-    if r.returncode != 0 and "undefined reference" in r.stderr:  # a CUDA build's library: add the runtime
-        libdir = inc.parent / "lib64"
-        r = subprocess.run(cmd + [f"-L{libdir}", f"-Wl,-rpath,{libdir}", "-lcublas", "-lcudart", "-ldl", "-lrt"],
-                           capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-4000:]
     r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0 and "all ok" in r.stdout, r.stdout[-4000:]
