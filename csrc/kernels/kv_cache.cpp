@@ -116,8 +116,9 @@ Tensor& KVCache::decode_workspace(size_t nbytes) const {
   }
 #endif
   const int64_t n = (int64_t)((std::max<size_t>(nbytes, 4) + 3) / 4);
-  workspace_ = Tensor();  // free the old one first
-  workspace_ = Tensor::empty({n}, DType::F32, cfg_.device);
+  Tensor grown = Tensor::empty({n}, DType::F32, cfg_.device);
+  if (workspace_.defined()) retired_workspaces_.push_back(workspace_);  // a captured graph may still use it
+  workspace_ = grown;
   return workspace_;
 }
 

@@ -42,7 +42,8 @@ class KVCache {
   const Tensor& k(int layer) const { return k_.at(layer); }
   const Tensor& v(int layer) const { return v_.at(layer); }
 
-  // attention_decode's scratch (float32, on the cache's device), grown to at least `nbytes`.
+  // attention_decode's scratch (float32, on the cache's device), grown to at least `nbytes`. A buffer
+  // that is outgrown is kept alive until the cache dies, so CUDA graphs captured earlier stay valid.
   // On CUDA, growing it while the current stream is capturing a graph throws RuntimeError: call
   // reserve_decode_workspace() (or run one decode step) before capturing. One cache must not be
   // decoded on two streams at once (they would share this scratch).
@@ -54,6 +55,7 @@ class KVCache {
   KVCacheConfig cfg_;
   std::vector<Tensor> k_, v_;
   mutable Tensor workspace_;
+  mutable std::vector<Tensor> retired_workspaces_;
 };
 
 }  // namespace inferlab
