@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["write_random_gguf", "dequantized_state", "PRESETS", "ARCHS", "QTYPES", "preset_config"]
+__all__ = ["write_random_gguf", "dequantized_state", "tensor_plan", "preset_config", "PRESETS", "ARCHS", "QTYPES"]
 
 
 def _gguf():
@@ -334,10 +334,14 @@ def _chunk_rows(shape):
     return rows, cols, [(r, min(rows, r + per)) for r in range(0, rows, per)]
 
 
-def _make_tensor(spec, gtype, seed, pool):
+def _make_tensor(spec, gtype, seed, pool, given=None):
     """Generate the tensor's float values chunk by chunk, quantize each chunk, return the stored array."""
     from ._quant_np import quantize_rows
 
+    if given is not None:                              # caller-supplied values instead of random ones
+        x = np.asarray(given, dtype=np.float32).reshape(spec.shape[0] if len(spec.shape) > 1 else 1, -1)
+        out = quantize_rows(x, gtype)
+        return out.reshape(-1) if len(spec.shape) == 1 else out
     key = zlib.crc32((spec.seed_name or spec.name).encode())
     rows, cols, chunks = _chunk_rows(spec.shape)
 
@@ -358,8 +362,16 @@ def _make_tensor(spec, gtype, seed, pool):
     return out
 
 
+def tensor_plan(arch, preset="tiny", qtype="F32", n_ctx=None, vocab=None, overrides=None):
+    """What write_random_gguf would write: a list of (name, NumPy shape, ggml type name)."""
+    if qtype not in QTYPES:
+        raise ValueError(f"qtype must be one of {', '.join(QTYPES)}; got {qtype!r}")
+    cfg = preset_config(arch, preset, n_ctx=n_ctx, vocab=vocab, overrides=overrides)
+    return [(s.name, s.shape, _pick_type(s, arch, qtype, cfg)) for s in _tensor_specs(arch, cfg)]
+
+
 def write_random_gguf(path, arch, preset="tiny", qtype="F32", seed=0, n_ctx=None, vocab=None,
-                      overrides=None, threads=None):
+                      overrides=None, tensors=None, threads=None):
     """Write a random-weight GGUF model and return its path.
 
     path: output file (overwritten). arch: "llama" | "qwen2" | "phi3" | "gpt2".
@@ -370,6 +382,8 @@ def write_random_gguf(path, arch, preset="tiny", qtype="F32", seed=0, n_ctx=None
     n_ctx: the context length written (GPT-2's position_embd has this many rows). vocab: vocabulary size.
     overrides: dict of config keys to change (n_embd, n_layer, n_head, n_head_kv, n_ff, head_dim,
         rope_theta, eps, tied, sliding_window, ...), e.g. {"n_layer": 1, "n_head_kv": 4}.
+    tensors: optional {name: float array in NumPy order} used instead of random values (quantized to
+        the tensor's type like the rest), e.g. to write a model equivalent to another one.
     threads: worker threads for generation/quantization (default: CPU count, at most 16).
     """
     g = _gguf()
@@ -380,6 +394,13 @@ def write_random_gguf(path, arch, preset="tiny", qtype="F32", seed=0, n_ctx=None
     cfg = preset_config(arch, preset, n_ctx=n_ctx, vocab=vocab, overrides=overrides)
     specs = _tensor_specs(arch, cfg)
     types = [_pick_type(s, arch, qtype, cfg) for s in specs]
+    tensors = dict(tensors or {})
+    by_name = {s.name: s for s in specs}
+    for name, arr in tensors.items():
+        if name not in by_name:
+            raise ValueError(f"tensors: {name!r} is not a tensor of this model; known: {sorted(by_name)}")
+        if tuple(np.shape(arr)) != by_name[name].shape:
+            raise ValueError(f"tensors: {name!r} has shape {tuple(np.shape(arr))}, expected {by_name[name].shape}")
 
     path = os.fspath(path)
     tmp = path + ".tmp"
@@ -397,7 +418,7 @@ def write_random_gguf(path, arch, preset="tiny", qtype="F32", seed=0, n_ctx=None
         n_threads = threads or min(16, os.cpu_count() or 1)
         with ThreadPoolExecutor(max_workers=n_threads) as pool:
             for s, t in zip(specs, types):
-                w.write_tensor_data(_make_tensor(s, t, int(seed), pool))
+                w.write_tensor_data(_make_tensor(s, t, int(seed), pool, tensors.get(s.name)))
         w.close()
         os.replace(tmp, path)
     except BaseException:
