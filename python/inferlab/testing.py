@@ -437,3 +437,133 @@ def dequantized_state(path, dtype=np.float32):
     from . import reference
 
     return reference.load_state(path, dtype=dtype)
+
+
+# ---- the same weights in Hugging Face transformers ------------------------------------------------------
+
+def _unpermute_qk(w, n_head):
+    """Undo llama.cpp's q/k row permutation for llama GGUFs (interleaved rope pairs -> HF rotate-half)."""
+    return w.reshape(n_head, w.shape[0] // n_head // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def hf_state_dict_from_gguf(path):
+    """(architecture class name, config kwargs, state dict of float32 NumPy arrays) for transformers.
+
+    Mapping: llama -> LlamaForCausalLM (q/k rows un-permuted), qwen2 -> Qwen2ForCausalLM,
+    phi3 -> Phi3ForCausalLM (fused qkv_proj and gate_up_proj as in the GGUF),
+    gpt2 -> GPT2LMHeadModel (Conv1D weights are the GGUF weights transposed).
+    """
+    from .reference import _Config, _GGUFSource
+
+    src = _GGUFSource(path)
+    c = _Config(src.meta, src.shapes, src.path)
+
+    def get(n):
+        return np.array(src.get(n, np.float32), dtype=np.float32, order="C", copy=True)
+
+    sd = {}
+    L = c.n_layer
+    if c.arch == "gpt2":
+        kw = dict(vocab_size=c.n_vocab, n_positions=src.shapes["position_embd.weight"][0], n_embd=c.n_embd,
+                  n_layer=L, n_head=c.n_head, n_inner=c.n_ff, activation_function="gelu_new",
+                  layer_norm_epsilon=c.eps, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+                  tie_word_embeddings=False, bos_token_id=None, eos_token_id=None)
+        sd["transformer.wte.weight"] = get("token_embd.weight")
+        sd["transformer.wpe.weight"] = get("position_embd.weight")
+        for i in range(L):
+            b, h = f"blk.{i}.", f"transformer.h.{i}."
+            for g, hf in (("attn_norm", "ln_1"), ("ffn_norm", "ln_2")):
+                sd[h + hf + ".weight"], sd[h + hf + ".bias"] = get(b + g + ".weight"), get(b + g + ".bias")
+            for g, hf in (("attn_qkv", "attn.c_attn"), ("attn_output", "attn.c_proj"),
+                          ("ffn_up", "mlp.c_fc"), ("ffn_down", "mlp.c_proj")):
+                sd[h + hf + ".weight"] = np.ascontiguousarray(get(b + g + ".weight").T)
+                sd[h + hf + ".bias"] = get(b + g + ".bias")
+        sd["transformer.ln_f.weight"], sd["transformer.ln_f.bias"] = get("output_norm.weight"), get("output_norm.bias")
+        sd["lm_head.weight"] = get("output.weight") if src.has("output.weight") else sd["transformer.wte.weight"]
+        return "GPT2LMHeadModel", kw, sd
+
+    tied = not src.has("output.weight")
+    kw = dict(vocab_size=c.n_vocab, hidden_size=c.n_embd, intermediate_size=c.n_ff, num_hidden_layers=L,
+              num_attention_heads=c.n_head, num_key_value_heads=c.n_head_kv, rms_norm_eps=c.eps,
+              rope_theta=c.rope_theta, max_position_embeddings=max(c.n_ctx, 1), tie_word_embeddings=tied,
+              bos_token_id=None, eos_token_id=None, pad_token_id=None, attention_dropout=0.0)
+    sd["model.embed_tokens.weight"] = get("token_embd.weight")
+    for i in range(L):
+        b, h = f"blk.{i}.", f"model.layers.{i}."
+        sd[h + "input_layernorm.weight"] = get(b + "attn_norm.weight")
+        sd[h + "post_attention_layernorm.weight"] = get(b + "ffn_norm.weight")
+        sd[h + "self_attn.o_proj.weight"] = get(b + "attn_output.weight")
+        sd[h + "mlp.down_proj.weight"] = get(b + "ffn_down.weight")
+        if c.arch == "phi3":
+            sd[h + "self_attn.qkv_proj.weight"] = get(b + "attn_qkv.weight")
+            sd[h + "mlp.gate_up_proj.weight"] = get(b + "ffn_up.weight")
+            continue
+        q, k = get(b + "attn_q.weight"), get(b + "attn_k.weight")
+        if c.arch == "llama":
+            q, k = _unpermute_qk(q, c.n_head), _unpermute_qk(k, c.n_head_kv)
+        sd[h + "self_attn.q_proj.weight"], sd[h + "self_attn.k_proj.weight"] = q, k
+        sd[h + "self_attn.v_proj.weight"] = get(b + "attn_v.weight")
+        if c.arch == "qwen2":
+            for x in "qkv":
+                sd[h + f"self_attn.{x}_proj.bias"] = get(b + f"attn_{x}.bias")
+        sd[h + "mlp.gate_proj.weight"] = get(b + "ffn_gate.weight")
+        sd[h + "mlp.up_proj.weight"] = get(b + "ffn_up.weight")
+    sd["model.norm.weight"] = get("output_norm.weight")
+    sd["lm_head.weight"] = sd["model.embed_tokens.weight"] if tied else get("output.weight")
+    if c.arch == "llama":
+        kw.update(head_dim=c.head_dim, attention_bias=False, mlp_bias=False)
+        return "LlamaForCausalLM", kw, sd
+    if c.arch == "qwen2":
+        kw.update(use_sliding_window=False)
+        return "Qwen2ForCausalLM", kw, sd
+    kw.update(original_max_position_embeddings=max(c.n_ctx, 1), sliding_window=c.sliding_window or None,
+              rope_scaling=None, resid_pdrop=0.0, embd_pdrop=0.0)
+    return "Phi3ForCausalLM", kw, sd
+
+
+def hf_model_from_gguf(path, dtype="float32", device="cpu", attn_implementation="eager"):
+    """A transformers model holding exactly the GGUF's (dequantized) weights, in eval mode.
+
+    dtype: a torch dtype or its name ("float32", "bfloat16", "float64"). Needs torch and transformers.
+    """
+    try:
+        import torch
+        import transformers
+    except ImportError as e:  # pragma: no cover
+        raise ImportError("hf_model_from_gguf needs torch and transformers: pip install torch transformers") from e
+    cls_name, kw, sd = hf_state_dict_from_gguf(path)
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype)
+    cfg_cls = {"GPT2LMHeadModel": transformers.GPT2Config, "LlamaForCausalLM": transformers.LlamaConfig,
+               "Qwen2ForCausalLM": transformers.Qwen2Config, "Phi3ForCausalLM": transformers.Phi3Config}[cls_name]
+    cfg = cfg_cls(**kw)
+    cfg._attn_implementation = attn_implementation
+    rope_theta = kw.get("rope_theta")
+    if rope_theta is not None and isinstance(getattr(cfg, "rope_parameters", None), dict):
+        cfg.rope_parameters["rope_theta"] = rope_theta       # transformers >= 5 keeps it here
+    try:
+        from transformers.modeling_utils import no_init_weights
+    except ImportError:  # pragma: no cover
+        import contextlib
+
+        no_init_weights = contextlib.nullcontext
+    with no_init_weights():
+        model = getattr(transformers, cls_name)(cfg)
+    missing, unexpected = model.load_state_dict({k: torch.from_numpy(v) for k, v in sd.items()}, strict=False)
+    if unexpected:
+        raise RuntimeError(f"transformers {transformers.__version__}: unexpected weights {unexpected[:5]}")
+    real_missing = [k for k in missing if not (k.endswith(".attn.bias") or k.endswith(".attn.masked_bias"))]
+    if real_missing:
+        raise RuntimeError(f"transformers {transformers.__version__}: weights not set {real_missing[:5]}")
+    if cls_name != "GPT2LMHeadModel":
+        # Set the rope frequencies explicitly, whatever this transformers version does with rope_theta.
+        hd = kw.get("head_dim") or kw["hidden_size"] // kw["num_attention_heads"]
+        inv = 1.0 / (rope_theta ** (torch.arange(0, hd, 2, dtype=torch.float64) / hd))
+        for mod in model.modules():
+            if hasattr(mod, "inv_freq") and isinstance(mod.inv_freq, torch.Tensor):
+                mod.inv_freq = inv.to(mod.inv_freq.dtype).clone()
+                if hasattr(mod, "original_inv_freq"):
+                    mod.original_inv_freq = mod.inv_freq
+                if hasattr(mod, "attention_scaling"):
+                    mod.attention_scaling = 1.0
+    return model.to(device=device, dtype=dtype).eval()
