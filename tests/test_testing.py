@@ -259,3 +259,15 @@ def test_qwen_coder_assembles_once(monkeypatch, tmp_path):
     with open(p, "r+b") as f:
         f.truncate(1000)
     assert os.path.getsize(models.qwen_coder_path()) == models.QWEN_CODER_SIZE
+
+
+def test_head_rows_have_varied_norms(tmp_path):
+    """The output head's rows are scaled (clear top-1 logits); other weights are plain i.i.d."""
+    def cv(w):
+        n = np.linalg.norm(w, axis=1)
+        return n.std() / n.mean()
+
+    s = T.dequantized_state(T.write_random_gguf(tmp_path / "l.gguf", "llama"))       # untied head
+    assert cv(s["output.weight"]) > 0.3 and cv(s["token_embd.weight"]) < 0.15 and cv(s["blk.0.attn_q.weight"]) < 0.15
+    s = T.dequantized_state(T.write_random_gguf(tmp_path / "q.gguf", "qwen2"))       # tied: token_embd is the head
+    assert "output.weight" not in s and cv(s["token_embd.weight"]) > 0.3

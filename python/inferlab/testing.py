@@ -86,6 +86,11 @@ PRESETS = {
 
 WEIGHT_STD = 0.02   # std of every weight matrix, embedding and bias
 NORM_STD = 0.02     # norm weights are 1 + NORM_STD * N(0, 1)
+# Rows of the output head (output.weight, or token_embd when it is tied) are scaled by exp(HEAD_ROW_LOGSTD * N(0, 1)).
+# With plain i.i.d. rows the logits are a Gaussian cloud whose top two values are nearly tied (gap ~ 0.2 std for a
+# 50k vocabulary), so any rounding flips the argmax; varied row norms give a clear top-1, as trained models have,
+# and make top-1 agreement between two implementations a meaningful test.
+HEAD_ROW_LOGSTD = 0.5
 
 _CHATML = (
     "{% for message in messages %}"
@@ -122,6 +127,7 @@ class _Spec:
     shape: tuple          # NumPy order: (rows, cols); ggml ne is reversed
     kind: str             # "weight" | "norm" | "bias"
     seed_name: str = ""   # tensors with the same seed_name get identical values (GPT-2's tied head)
+    head: bool = False    # rows get HEAD_ROW_LOGSTD scales (the output head)
 
 
 def preset_config(arch, preset="tiny", n_ctx=None, vocab=None, overrides=None):
@@ -163,7 +169,8 @@ def preset_config(arch, preset="tiny", n_ctx=None, vocab=None, overrides=None):
 def _tensor_specs(arch, cfg):
     D, F, V, L = cfg["n_embd"], cfg["n_ff"], cfg["n_vocab"], cfg["n_layer"]
     hd, hq, hkv = cfg["head_dim"], cfg["n_head"], cfg["n_head_kv"]
-    specs = [_Spec("token_embd.weight", (V, D), "weight")]
+    head_tied = arch != "gpt2" and cfg["tied"]
+    specs = [_Spec("token_embd.weight", (V, D), "weight", head=head_tied or arch == "gpt2")]
     if arch == "gpt2":
         specs.append(_Spec("position_embd.weight", (cfg["n_ctx"], D), "weight"))
     for i in range(L):
@@ -209,9 +216,9 @@ def _tensor_specs(arch, cfg):
     if arch == "gpt2":
         specs.append(_Spec("output_norm.bias", (D,), "bias"))
         # llama.cpp's GPT-2 converter writes the tied head as its own copy of token_embd.
-        specs.append(_Spec("output.weight", (V, D), "weight", seed_name="token_embd.weight"))
+        specs.append(_Spec("output.weight", (V, D), "weight", seed_name="token_embd.weight", head=True))
     elif not cfg["tied"]:
-        specs.append(_Spec("output.weight", (V, D), "weight"))
+        specs.append(_Spec("output.weight", (V, D), "weight", head=True))
     return specs
 
 
@@ -344,6 +351,10 @@ def _make_tensor(spec, gtype, seed, pool, given=None):
         return out.reshape(-1) if len(spec.shape) == 1 else out
     key = zlib.crc32((spec.seed_name or spec.name).encode())
     rows, cols, chunks = _chunk_rows(spec.shape)
+    row_scale = None
+    if spec.head and HEAD_ROW_LOGSTD:
+        r = np.random.default_rng(np.random.SeedSequence([seed, key, 1 << 30]))
+        row_scale = np.exp(HEAD_ROW_LOGSTD * r.standard_normal(rows)).astype(np.float32)[:, None]
 
     def one(ic):
         i, (r0, r1) = ic
@@ -353,6 +364,8 @@ def _make_tensor(spec, gtype, seed, pool, given=None):
             x = 1.0 + np.float32(NORM_STD) * x
         else:
             x *= np.float32(WEIGHT_STD)
+        if row_scale is not None:
+            x *= row_scale[r0:r1]
         return quantize_rows(x, gtype)
 
     parts = list(pool.map(one, enumerate(chunks))) if len(chunks) > 1 else [one((0, chunks[0]))]
