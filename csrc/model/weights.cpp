@@ -1,0 +1,337 @@
+#include "model/weights.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+
+#include "core/half.h"
+
+#ifdef INFERLAB_WITH_CUDA
+#include "core/cuda_check.h"
+#endif
+
+namespace inferlab {
+
+namespace {
+
+constexpr size_t kAlign = 256;               // every tensor starts on a 256-byte boundary of the arena
+constexpr size_t kStageBytes = 32u << 20;    // each of the two pinned staging buffers
+
+size_t align_up(size_t x) { return (x + kAlign - 1) / kAlign * kAlign; }
+
+// ---- validation helpers (messages name the tensor) ----
+
+const GGUFTensorInfo& need(const GGUFFile& f, const std::string& name) {
+  const GGUFTensorInfo* t = f.find_tensor(name);
+  if (!t) throw GGUFError(str_cat("tensor ", name, " is missing from the file (needed by the ", f.architecture(),
+                                  " architecture)"));
+  return *t;
+}
+
+// ggml shapes may carry trailing 1s; drop them.
+std::vector<int64_t> squeeze(const std::vector<int64_t>& ne) {
+  std::vector<int64_t> s = ne;
+  while (s.size() > 1 && s.back() == 1) s.pop_back();
+  return s;
+}
+
+void check_matrix(const GGUFTensorInfo& t, int64_t k, int64_t n) {
+  const auto ne = squeeze(t.ne);
+  if (ne.size() != 2 || ne[0] != k || ne[1] != n)
+    throw GGUFError(str_cat("tensor ", t.name, " has shape ", shape_str(t.ne), " (ggml order [in, out]) but the ",
+                            "metadata implies [", k, ", ", n, "]"));
+  const GGMLTypeTraits* tr = ggml_type_traits((int32_t)t.type);
+  if (!tr) throw GGUFError(str_cat("tensor ", t.name, " has unknown type id ", (int)t.type));
+  if (!tr->can_dequantize)
+    throw NotSupportedError(str_cat("tensor ", t.name, " has type ", tr->name,
+                                    ", which inferlab cannot multiply; use a file with another quantization"));
+  if (k % tr->block_size != 0)
+    throw GGUFError(str_cat("tensor ", t.name, " rows have ", k, " elements, not a multiple of the ", tr->name,
+                            " block size ", tr->block_size));
+  const uint64_t want = (uint64_t)ggml_row_size(t.type, k) * (uint64_t)n;
+  if (t.nbytes != want)
+    throw GGUFError(str_cat("tensor ", t.name, " holds ", t.nbytes, " bytes; its shape and type need ", want));
+}
+
+void check_vector(const GGUFTensorInfo& t, int64_t n) {
+  const auto ne = squeeze(t.ne);
+  if (ne.size() != 1 || ne[0] != n)
+    throw GGUFError(str_cat("tensor ", t.name, " has shape ", shape_str(t.ne), " but the metadata implies [", n, "]"));
+  if (t.type != GGMLType::F32 && t.type != GGMLType::F16 && t.type != GGMLType::BF16)
+    throw GGUFError(str_cat("tensor ", t.name, " is a vector of type ", ggml_type_traits((int32_t)t.type)
+                                                                             ? ggml_type_traits((int32_t)t.type)->name
+                                                                             : "?",
+                            "; expected F32, F16 or BF16"));
+}
+
+// A float vector (norm weight or bias) as F32 on the arena's device, optionally the rows [start, start+n).
+Tensor load_vector(WeightArena& a, const GGUFTensorInfo& t, int64_t start, int64_t n) {
+  if (t.type == GGMLType::F32)
+    return a.place({{t.data + start * 4, (size_t)n * 4}}, {n}, DType::F32);
+  std::vector<float> v((size_t)n);
+  const uint16_t* src = reinterpret_cast<const uint16_t*>(t.data) + start;
+  for (int64_t i = 0; i < n; ++i) {
+    uint16_t h;
+    std::memcpy(&h, src + i, 2);
+    v[(size_t)i] = t.type == GGMLType::F16 ? fp16_to_f32(h) : bf16_to_f32(h);
+  }
+  return a.place_f32(std::move(v), {n});
+}
+
+Tensor vec(WeightArena& a, const GGUFFile& f, const std::string& name, int64_t n) {
+  const GGUFTensorInfo& t = need(f, name);
+  check_vector(t, n);
+  return load_vector(a, t, 0, n);
+}
+
+// Rows [row0, row0 + n) of a validated matrix as a QWeight [n, k].
+QWeight qrows(WeightArena& a, const GGUFTensorInfo& t, const std::string& name, int64_t row0, int64_t n) {
+  QWeight w;
+  w.name = name;
+  w.type = t.type;
+  w.k = squeeze(t.ne)[0];
+  w.n = n;
+  const size_t rb = (size_t)ggml_row_size(t.type, w.k);
+  w.data = a.place({{t.data + rb * (size_t)row0, rb * (size_t)n}}, {(int64_t)(rb * (size_t)n)}, DType::U8);
+  w.layout = 0;
+  return w;
+}
+
+QWeight mat(WeightArena& a, const GGUFFile& f, const std::string& name, int64_t k, int64_t n) {
+  const GGUFTensorInfo& t = need(f, name);
+  check_matrix(t, k, n);
+  return qrows(a, t, name, 0, n);
+}
+
+[[maybe_unused]] void draw_progress(size_t done, size_t total, double seconds) {
+  const int width = 30;
+  const double frac = total ? (double)done / (double)total : 1.0;
+  const int fill = (int)(frac * width + 0.5);
+  char bar[width + 1];
+  for (int i = 0; i < width; ++i) bar[i] = i < fill ? '#' : '.';
+  bar[width] = 0;
+  std::fprintf(stderr, "\rloading weights [%s] %3d%%  %zu/%zu MiB  %.1fs", bar, (int)(frac * 100 + 0.5),
+               done >> 20, total >> 20, seconds);
+  if (done >= total) std::fprintf(stderr, "\n");
+  std::fflush(stderr);
+}
+
+}  // namespace
+
+// ============================== WeightArena ==============================
+
+WeightArena::WeightArena(Device device, std::shared_ptr<GGUFFile> file, uint8_t* base, std::shared_ptr<void> keeper)
+    : device_(device), file_(std::move(file)), base_(base), keeper_(std::move(keeper)) {}
+
+size_t WeightArena::reserve(size_t nbytes) {
+  const size_t off = used_;
+  used_ = align_up(used_ + nbytes);
+  return off;
+}
+
+Tensor WeightArena::place(const std::vector<Range>& parts, const std::vector<int64_t>& shape, DType dtype) {
+  size_t total = 0;
+  for (const Range& r : parts) total += r.nbytes;
+  const bool from_file = parts.size() == 1 && file_ && parts[0].src >= file_->base() &&
+                         parts[0].src + parts[0].nbytes <= file_->base() + file_->file_size();
+  if (device_ == Device::CPU && from_file) {
+    // Zero copy: the tensor points into the mapping and keeps the file open.
+    mapped_ += total;
+    std::shared_ptr<GGUFFile> keep = file_;
+    return Tensor::from_blob(const_cast<uint8_t*>(parts[0].src), shape, dtype, Device::CPU,
+                             [keep](void*) {});
+  }
+  const size_t off = reserve(total);
+  if (!base_) return Tensor::from_blob(nullptr, shape, dtype, device_);  // dry run: never dereferenced
+  size_t o = off;
+  for (const Range& r : parts) {
+    if (device_ == Device::CPU)
+      std::memcpy(base_ + o, r.src, r.nbytes);
+    else
+      pieces_.push_back({o, r.nbytes, r.src});
+    o += r.nbytes;
+  }
+  std::shared_ptr<void> keep = keeper_;
+  return Tensor::from_blob(base_ + off, shape, dtype, device_, [keep](void*) {});
+}
+
+Tensor WeightArena::place_f32(std::vector<float> data, const std::vector<int64_t>& shape) {
+  auto v = std::make_shared<std::vector<float>>(std::move(data));
+  owned_.push_back(v);
+  const size_t nbytes = v->size() * sizeof(float);
+  const size_t off = reserve(nbytes);
+  if (!base_) return Tensor::from_blob(nullptr, shape, DType::F32, device_);
+  if (device_ == Device::CPU)
+    std::memcpy(base_ + off, v->data(), nbytes);
+  else
+    pieces_.push_back({off, nbytes, reinterpret_cast<const uint8_t*>(v->data())});
+  std::shared_ptr<void> keep = keeper_;
+  return Tensor::from_blob(base_ + off, shape, DType::F32, device_, [keep](void*) {});
+}
+
+void WeightArena::upload(bool progress) {
+  if (device_ == Device::CPU || !base_) {
+    owned_.clear();
+    return;
+  }
+#ifdef INFERLAB_WITH_CUDA
+  std::sort(pieces_.begin(), pieces_.end(), [](const Piece& x, const Piece& y) { return x.dst_off < y.dst_off; });
+  const auto t0 = std::chrono::steady_clock::now();
+  const size_t total = used_;
+  // Two pinned buffers and an event each: buffer b is refilled only after its previous copy has finished,
+  // so the CPU reads the mapping (page faults included) while the other buffer's copy is in flight.
+  uint8_t* stage[2] = {nullptr, nullptr};
+  cudaEvent_t done[2] = {nullptr, nullptr};
+  auto cleanup = [&]() {
+    for (int b = 0; b < 2; ++b) {
+      if (done[b]) cudaEventDestroy(done[b]);
+      if (stage[b]) cudaFreeHost(stage[b]);
+    }
+  };
+  try {
+    for (int b = 0; b < 2; ++b) {
+      IL_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&stage[b]), kStageBytes, cudaHostAllocDefault));
+      IL_CUDA_CHECK(cudaEventCreateWithFlags(&done[b], cudaEventDisableTiming));
+    }
+    cudaStream_t s = current_stream();
+    size_t piece = 0;  // first piece that may overlap the current window
+    int b = 0;
+    auto last_draw = t0;
+    for (size_t win = 0; win < total; win += kStageBytes, b ^= 1) {
+      const size_t wend = std::min(total, win + kStageBytes);
+      IL_CUDA_CHECK(cudaEventSynchronize(done[b]));  // this buffer's previous copy is finished
+      // Assemble the arena image [win, wend) from the pieces overlapping it (gaps are alignment padding).
+      while (piece < pieces_.size() && pieces_[piece].dst_off + pieces_[piece].nbytes <= win) ++piece;
+      for (size_t p = piece; p < pieces_.size() && pieces_[p].dst_off < wend; ++p) {
+        const Piece& pc = pieces_[p];
+        const size_t lo = std::max(win, pc.dst_off), hi = std::min(wend, pc.dst_off + pc.nbytes);
+        if (hi > lo) std::memcpy(stage[b] + (lo - win), pc.src + (lo - pc.dst_off), hi - lo);
+      }
+      IL_CUDA_CHECK(cudaMemcpyAsync(base_ + win, stage[b], wend - win, cudaMemcpyHostToDevice, s));
+      IL_CUDA_CHECK(cudaEventRecord(done[b], s));
+      if (progress) {
+        const auto now = std::chrono::steady_clock::now();
+        if (now - last_draw > std::chrono::milliseconds(100) || wend == total) {
+          draw_progress(wend, total, std::chrono::duration<double>(now - t0).count());
+          last_draw = now;
+        }
+      }
+    }
+    IL_CUDA_CHECK(cudaStreamSynchronize(s));
+  } catch (...) {
+    cleanup();
+    throw;
+  }
+  cleanup();
+#endif
+  pieces_.clear();
+  owned_.clear();
+}
+
+// ============================== build_weights ==============================
+
+ModelWeights build_weights(const GGUFFile& f, const ModelConfig& c, WeightArena& a, bool fuse_gate_up) {
+  const ArchQuirks& q = c.quirks;
+  const int64_t D = c.d_model, F = c.d_ff, V = c.vocab;
+  const int64_t Nq = (int64_t)c.n_heads * c.head_dim, Nkv = (int64_t)c.n_kv_heads * c.head_dim;
+  const bool ln = q.norm == NormKind::Layer;
+  ModelWeights w;
+
+  w.tok_embd = mat(a, f, "token_embd.weight", D, V);
+  if (q.learned_positions) {
+    const GGUFTensorInfo& t = need(f, "position_embd.weight");
+    const auto ne = squeeze(t.ne);
+    if (ne.size() != 2 || ne[0] != D || ne[1] < c.n_ctx_train)
+      throw GGUFError(str_cat("tensor position_embd.weight has shape ", shape_str(t.ne), " but the metadata implies [",
+                              D, ", ", c.n_ctx_train, "]"));
+    check_matrix(t, D, ne[1]);
+    w.pos_embd = qrows(a, t, "position_embd.weight", 0, ne[1]);
+  }
+  w.out_norm_w = vec(a, f, "output_norm.weight", D);
+  if (ln) w.out_norm_b = vec(a, f, "output_norm.bias", D);
+  if (f.find_tensor("output.weight")) {
+    w.output = mat(a, f, "output.weight", D, V);
+  } else if (q.tied_embeddings) {
+    w.tied = true;
+    w.output = w.tok_embd;
+  } else {
+    need(f, "output.weight");  // throws naming it
+  }
+
+  for (int l = 0; l < c.n_layers; ++l) {
+    const std::string p = str_cat("blk.", l, ".");
+    LayerWeights L;
+    L.attn_norm_w = vec(a, f, p + "attn_norm.weight", D);
+    if (ln) L.attn_norm_b = vec(a, f, p + "attn_norm.bias", D);
+
+    // q/k/v: fused [q | k | v] rows (split here, zero-copy on the CPU) or separate tensors.
+    const bool fused = f.find_tensor(p + "attn_qkv.weight") != nullptr &&
+                       (q.qkv_layout == QKVLayout::Fused || !f.find_tensor(p + "attn_q.weight"));
+    const bool qkv_bias = q.qkv_bias || q.linear_bias;
+    if (fused) {
+      const GGUFTensorInfo& t = need(f, p + "attn_qkv.weight");
+      check_matrix(t, D, Nq + 2 * Nkv);
+      L.wq = qrows(a, t, p + "attn_qkv.weight[q]", 0, Nq);
+      L.wk = qrows(a, t, p + "attn_qkv.weight[k]", Nq, Nkv);
+      L.wv = qrows(a, t, p + "attn_qkv.weight[v]", Nq + Nkv, Nkv);
+      if (qkv_bias) {
+        const GGUFTensorInfo& b = need(f, p + "attn_qkv.bias");
+        check_vector(b, Nq + 2 * Nkv);
+        L.bq = load_vector(a, b, 0, Nq);
+        L.bk = load_vector(a, b, Nq, Nkv);
+        L.bv = load_vector(a, b, Nq + Nkv, Nkv);
+      }
+    } else {
+      L.wq = mat(a, f, p + "attn_q.weight", D, Nq);
+      L.wk = mat(a, f, p + "attn_k.weight", D, Nkv);
+      L.wv = mat(a, f, p + "attn_v.weight", D, Nkv);
+      if (qkv_bias) {
+        L.bq = vec(a, f, p + "attn_q.bias", Nq);
+        L.bk = vec(a, f, p + "attn_k.bias", Nkv);
+        L.bv = vec(a, f, p + "attn_v.bias", Nkv);
+      }
+    }
+    L.wo = mat(a, f, p + "attn_output.weight", Nq, D);
+    if (q.linear_bias) L.bo = vec(a, f, p + "attn_output.bias", D);
+
+    L.ffn_norm_w = vec(a, f, p + "ffn_norm.weight", D);
+    if (ln) L.ffn_norm_b = vec(a, f, p + "ffn_norm.bias", D);
+
+    if (q.mlp == MlpKind::SwiGLU) {
+      if (q.fused_gate_up) {
+        L.gate_up_fused = true;
+        L.w_gate_up = mat(a, f, p + "ffn_up.weight", D, 2 * F);
+      } else {
+        const GGUFTensorInfo& g = need(f, p + "ffn_gate.weight");
+        const GGUFTensorInfo& u = need(f, p + "ffn_up.weight");
+        check_matrix(g, D, F);
+        check_matrix(u, D, F);
+        if (fuse_gate_up && a.device() != Device::CPU && g.type == u.type) {
+          // One [2F, D] weight: one matmul instead of two, then swiglu_fused.
+          L.gate_up_fused = true;
+          L.w_gate_up.name = p + "ffn_gate+up.weight";
+          L.w_gate_up.type = g.type;
+          L.w_gate_up.k = D;
+          L.w_gate_up.n = 2 * F;
+          L.w_gate_up.data = a.place({{g.data, (size_t)g.nbytes}, {u.data, (size_t)u.nbytes}},
+                                     {(int64_t)(g.nbytes + u.nbytes)}, DType::U8);
+        } else {
+          L.w_gate = qrows(a, g, p + "ffn_gate.weight", 0, F);
+          L.w_up = qrows(a, u, p + "ffn_up.weight", 0, F);
+        }
+      }
+    } else {
+      L.w_up = mat(a, f, p + "ffn_up.weight", D, F);
+      if (q.linear_bias) L.b_up = vec(a, f, p + "ffn_up.bias", F);
+    }
+    L.w_down = mat(a, f, p + "ffn_down.weight", F, D);
+    if (q.linear_bias) L.b_down = vec(a, f, p + "ffn_down.bias", D);
+    w.layers.push_back(std::move(L));
+  }
+  w.device_bytes = a.bytes();
+  w.mapped_bytes = a.mapped_bytes();
+  return w;
+}
+
+}  // namespace inferlab

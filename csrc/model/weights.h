@@ -1,0 +1,89 @@
+// Model weights: validated against the metadata, placed in one device arena, uploaded from the
+// GGUF mapping through a pinned double buffer (CUDA) or used in place from the mapping (CPU).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gguf/gguf.h"
+#include "kernels/qweight.h"
+#include "model/config.h"
+
+namespace inferlab {
+
+struct LayerWeights {
+  Tensor attn_norm_w, attn_norm_b;  // [D] f32; _b only with LayerNorm
+  QWeight wq, wk, wv;               // [Hq*hd, D], [Hkv*hd, D], [Hkv*hd, D] (fused attn_qkv is split by rows)
+  Tensor bq, bk, bv;                // [Hq*hd], [Hkv*hd], [Hkv*hd] f32 or undefined
+  QWeight wo;                       // [D, Hq*hd]
+  Tensor bo;                        // [D] or undefined
+  Tensor ffn_norm_w, ffn_norm_b;    // [D] f32
+  // SwiGLU: either one [2F, D] weight holding [gate | up] (gate_up_fused) or separate gate/up [F, D].
+  bool gate_up_fused = false;
+  QWeight w_gate_up, w_gate, w_up;
+  Tensor b_up;                      // [F] (GELU MLP with biases)
+  QWeight w_down;                   // [D, F]
+  Tensor b_down;                    // [D] or undefined
+};
+
+struct ModelWeights {
+  QWeight tok_embd;                 // [V, D]
+  QWeight pos_embd;                 // [n_ctx_train, D] (learned positions) or empty
+  Tensor out_norm_w, out_norm_b;    // [D]
+  QWeight output;                   // [V, D]; shares tok_embd's data when tied
+  bool tied = false;
+  std::vector<LayerWeights> layers;
+  size_t device_bytes = 0;          // bytes allocated for weights on the device (CPU: copies made, not the mapping)
+  size_t mapped_bytes = 0;          // CPU: bytes used in place from the file mapping
+};
+
+// Where the weight bytes go. Run build_weights() once with a dry-run arena to size it, then with a live
+// one (the same code computes the same offsets), then upload().
+class WeightArena {
+ public:
+  // base == nullptr: dry run (sizes only, no memory touched). Otherwise `base` holds bytes() bytes on `device`.
+  WeightArena(Device device, std::shared_ptr<GGUFFile> file, uint8_t* base, std::shared_ptr<void> keeper);
+
+  // A tensor whose bytes are the concatenation of `parts` (host ranges). On the CPU a single range from the
+  // file mapping is used in place (zero copy).
+  struct Range {
+    const uint8_t* src;
+    size_t nbytes;
+  };
+  Tensor place(const std::vector<Range>& parts, const std::vector<int64_t>& shape, DType dtype);
+  // A float32 tensor from converted host data (kept alive until upload).
+  Tensor place_f32(std::vector<float> data, const std::vector<int64_t>& shape);
+
+  Device device() const { return device_; }
+  size_t bytes() const { return used_; }
+  size_t mapped_bytes() const { return mapped_; }
+
+  // Copies every recorded piece to the device: chunks of the arena image are assembled in one of two
+  // pinned buffers while the other is in flight (cudaMemcpyAsync + events). No-op on the CPU.
+  // `progress`: draw a progress bar on stderr.
+  void upload(bool progress);
+
+ private:
+  struct Piece {
+    size_t dst_off;
+    size_t nbytes;
+    const uint8_t* src;
+  };
+  size_t reserve(size_t nbytes);
+  Device device_;
+  std::shared_ptr<GGUFFile> file_;
+  uint8_t* base_;
+  std::shared_ptr<void> keeper_;  // owns the arena memory; every tensor placed holds a reference
+  size_t used_ = 0;
+  size_t mapped_ = 0;
+  std::vector<Piece> pieces_;
+  std::vector<std::shared_ptr<std::vector<float>>> owned_;
+};
+
+// Validates every tensor the forward pass needs against `cfg` (GGUFError naming the tensor when missing or of
+// the wrong shape; NotSupportedError for a type inferlab cannot multiply) and places it in `arena`.
+// fuse_gate_up: concatenate separate gate/up weights of one type into one [2F, D] weight (device arena only).
+ModelWeights build_weights(const GGUFFile& f, const ModelConfig& cfg, WeightArena& arena, bool fuse_gate_up);
+
+}  // namespace inferlab
