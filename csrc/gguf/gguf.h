@@ -34,6 +34,7 @@ struct GGUFValue {
   uint64_t array_count = 0;
   const uint8_t* array_data = nullptr;   // numeric arrays: little-endian elements in the mapping
   std::vector<std::string> array_strings;  // string arrays
+  std::vector<GGUFValue> array_values;     // arrays of arrays (nested), one GGUFValue (type ARRAY) each
 };
 
 struct GGUFTensorInfo {
@@ -42,6 +43,7 @@ struct GGUFTensorInfo {
   GGMLType type;
   uint64_t offset = 0;        // relative to the data section
   uint64_t nbytes = 0;
+  int64_t n_elements = 0;     // product of ne (1 for n_dims == 0)
   const uint8_t* data = nullptr;  // inside the mapping
 };
 
@@ -81,14 +83,20 @@ class GGUFFile {
   const std::vector<GGUFTensorInfo>& tensors() const { return tensors_; }
   const GGUFTensorInfo* find_tensor(const std::string& name) const;  // nullptr if absent
   const GGUFTensorInfo& tensor(const std::string& name) const;       // throws GGUFError if absent
+  // Dequantizes a whole tensor into dst (n_elements floats, ggml order = row-major NumPy order).
+  // Throws NotSupportedError for types that cannot be dequantized.
+  void dequantize(const GGUFTensorInfo& t, float* dst) const;
 
  private:
   GGUFFile() = default;
+  GGUFFile(const GGUFFile&) = delete;
+  GGUFFile& operator=(const GGUFFile&) = delete;
   void parse();
   std::string path_;
   const uint8_t* base_ = nullptr;
   size_t size_ = 0;
-  void* map_ = nullptr;  // mmap handle (nullptr for from_memory)
+  void* map_ = nullptr;  // mmap'd region (nullptr for from_memory and empty files)
+  size_t map_size_ = 0;
   uint32_t version_ = 0;
   uint64_t alignment_ = 32;
   uint64_t data_offset_ = 0;
