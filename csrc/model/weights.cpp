@@ -10,6 +10,18 @@
 #ifdef INFERLAB_WITH_CUDA
 #include "core/cuda_check.h"
 #endif
+#if __has_include("kernels/qweight_layout.h")
+#include "kernels/qweight_layout.h"
+#else  // TEMPORARY until the matmul branch lands on main: layout 0 everywhere
+namespace inferlab {
+enum : int32_t { kLayoutGGUF = 0, kLayoutSplit = 1 };
+struct SplitInfo { int32_t payload_bytes = 0, side_bytes = 0; };
+inline SplitInfo split_info(GGMLType) { return {}; }
+inline bool matmul_supports(GGMLType) { return true; }
+inline int64_t split_total_bytes(GGMLType, int64_t, int64_t) { return 0; }
+inline void split_from_gguf(GGMLType, int64_t, int64_t, const uint8_t*, uint8_t*) {}
+}  // namespace inferlab
+#endif
 
 namespace inferlab {
 
@@ -43,7 +55,7 @@ void check_matrix(const GGUFTensorInfo& t, int64_t k, int64_t n) {
                             "metadata implies [", k, ", ", n, "]"));
   const GGMLTypeTraits* tr = ggml_type_traits((int32_t)t.type);
   if (!tr) throw GGUFError(str_cat("tensor ", t.name, " has unknown type id ", (int)t.type));
-  if (!tr->can_dequantize)
+  if (!tr->can_dequantize || !matmul_supports(t.type))
     throw NotSupportedError(str_cat("tensor ", t.name, " has type ", tr->name,
                                     ", which inferlab cannot multiply; use a file with another quantization"));
   if (k % tr->block_size != 0)
@@ -85,17 +97,46 @@ Tensor vec(WeightArena& a, const GGUFFile& f, const std::string& name, int64_t n
   return load_vector(a, t, 0, n);
 }
 
-// Rows [row0, row0 + n) of a validated matrix as a QWeight [n, k].
-QWeight qrows(WeightArena& a, const GGUFTensorInfo& t, const std::string& name, int64_t row0, int64_t n) {
+// A QWeight [n, k] whose GGUF-layout bytes are the concatenation of `parts` (row blocks of one type), in the
+// layout the device's matmul kernels use: the file's bytes (layout 0) on the CPU and for float types, the
+// split layout (qweight_layout.h) for quantized types on CUDA.
+QWeight make_qweight(WeightArena& a, const std::string& name, GGMLType type, int64_t n, int64_t k,
+                     std::vector<WeightArena::Range> parts) {
   QWeight w;
   w.name = name;
-  w.type = t.type;
-  w.k = squeeze(t.ne)[0];
+  w.type = type;
   w.n = n;
-  const size_t rb = (size_t)ggml_row_size(t.type, w.k);
-  w.data = a.place({{t.data + rb * (size_t)row0, rb * (size_t)n}}, {(int64_t)(rb * (size_t)n)}, DType::U8);
-  w.layout = 0;
+  w.k = k;
+  const bool split = a.device() == Device::CUDA && split_info(type).payload_bytes > 0;
+  if (!split) {
+    size_t total = 0;
+    for (const auto& p : parts) total += p.nbytes;
+    w.data = a.place(parts, {(int64_t)total}, DType::U8);
+    w.layout = kLayoutGGUF;
+    return w;
+  }
+  const int64_t nbytes = split_total_bytes(type, n, k);
+  w.data = a.place_produced(
+      (size_t)nbytes,
+      [parts, type, n, k](uint8_t* dst) {
+        if (parts.size() == 1) {
+          split_from_gguf(type, n, k, parts[0].src, dst);
+          return;
+        }
+        std::vector<uint8_t> cat;
+        for (const auto& p : parts) cat.insert(cat.end(), p.src, p.src + p.nbytes);
+        split_from_gguf(type, n, k, cat.data(), dst);
+      },
+      {nbytes}, DType::U8);
+  w.layout = kLayoutSplit;
   return w;
+}
+
+// Rows [row0, row0 + n) of a validated matrix as a QWeight [n, k].
+QWeight qrows(WeightArena& a, const GGUFTensorInfo& t, const std::string& name, int64_t row0, int64_t n) {
+  const int64_t k = squeeze(t.ne)[0];
+  const size_t rb = (size_t)ggml_row_size(t.type, k);
+  return make_qweight(a, name, t.type, n, k, {{t.data + rb * (size_t)row0, rb * (size_t)n}});
 }
 
 QWeight mat(WeightArena& a, const GGUFFile& f, const std::string& name, int64_t k, int64_t n) {
@@ -149,7 +190,7 @@ Tensor WeightArena::place(const std::vector<Range>& parts, const std::vector<int
     if (device_ == Device::CPU)
       std::memcpy(base_ + o, r.src, r.nbytes);
     else
-      pieces_.push_back({o, r.nbytes, r.src});
+      pieces_.push_back({o, r.nbytes, r.src, nullptr, {}});
     o += r.nbytes;
   }
   std::shared_ptr<void> keep = keeper_;
@@ -165,9 +206,23 @@ Tensor WeightArena::place_f32(std::vector<float> data, const std::vector<int64_t
   if (device_ == Device::CPU)
     std::memcpy(base_ + off, v->data(), nbytes);
   else
-    pieces_.push_back({off, nbytes, reinterpret_cast<const uint8_t*>(v->data())});
+    pieces_.push_back({off, nbytes, reinterpret_cast<const uint8_t*>(v->data()), nullptr, {}});
   std::shared_ptr<void> keep = keeper_;
   return Tensor::from_blob(base_ + off, shape, DType::F32, device_, [keep](void*) {});
+}
+
+Tensor WeightArena::place_produced(size_t nbytes, std::function<void(uint8_t*)> produce,
+                                   const std::vector<int64_t>& shape, DType dtype) {
+  const size_t off = reserve(nbytes);
+  if (!base_) return Tensor::from_blob(nullptr, shape, dtype, device_);
+  if (device_ == Device::CPU) {
+    produce(base_ + off);
+  } else {
+    Piece pc{off, nbytes, nullptr, std::move(produce), {}};
+    pieces_.push_back(std::move(pc));
+  }
+  std::shared_ptr<void> keep = keeper_;
+  return Tensor::from_blob(base_ + off, shape, dtype, device_, [keep](void*) {});
 }
 
 void WeightArena::upload(bool progress) {
@@ -202,9 +257,17 @@ void WeightArena::upload(bool progress) {
       const size_t wend = std::min(total, win + kStageBytes);
       IL_CUDA_CHECK(cudaEventSynchronize(done[b]));  // this buffer's previous copy is finished
       // Assemble the arena image [win, wend) from the pieces overlapping it (gaps are alignment padding).
-      while (piece < pieces_.size() && pieces_[piece].dst_off + pieces_[piece].nbytes <= win) ++piece;
+      while (piece < pieces_.size() && pieces_[piece].dst_off + pieces_[piece].nbytes <= win) {
+        std::vector<uint8_t>().swap(pieces_[piece].made);  // a produced piece is fully streamed: free it
+        ++piece;
+      }
       for (size_t p = piece; p < pieces_.size() && pieces_[p].dst_off < wend; ++p) {
-        const Piece& pc = pieces_[p];
+        Piece& pc = pieces_[p];
+        if (!pc.src) {  // produce (e.g. repack) on first use, while the other buffer's copy is in flight
+          pc.made.resize(pc.nbytes);
+          pc.produce(pc.made.data());
+          pc.src = pc.made.data();
+        }
         const size_t lo = std::max(win, pc.dst_off), hi = std::min(wend, pc.dst_off + pc.nbytes);
         if (hi > lo) std::memcpy(stage[b] + (lo - win), pc.src + (lo - pc.dst_off), hi - lo);
       }
@@ -310,12 +373,8 @@ ModelWeights build_weights(const GGUFFile& f, const ModelConfig& c, WeightArena&
         if (fuse_gate_up && a.device() != Device::CPU && g.type == u.type) {
           // One [2F, D] weight: one matmul instead of two, then swiglu_fused.
           L.gate_up_fused = true;
-          L.w_gate_up.name = p + "ffn_gate+up.weight";
-          L.w_gate_up.type = g.type;
-          L.w_gate_up.k = D;
-          L.w_gate_up.n = 2 * F;
-          L.w_gate_up.data = a.place({{g.data, (size_t)g.nbytes}, {u.data, (size_t)u.nbytes}},
-                                     {(int64_t)(g.nbytes + u.nbytes)}, DType::U8);
+          L.w_gate_up = make_qweight(a, p + "ffn_gate+up.weight", g.type, 2 * F, D,
+                                     {{g.data, (size_t)g.nbytes}, {u.data, (size_t)u.nbytes}});
         } else {
           L.w_gate = qrows(a, g, p + "ffn_gate.weight", 0, F);
           L.w_up = qrows(a, u, p + "ffn_up.weight", 0, F);

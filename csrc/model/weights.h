@@ -2,6 +2,7 @@
 // GGUF mapping through a pinned double buffer (CUDA) or used in place from the mapping (CPU).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -54,6 +55,10 @@ class WeightArena {
   Tensor place(const std::vector<Range>& parts, const std::vector<int64_t>& shape, DType dtype);
   // A float32 tensor from converted host data (kept alive until upload).
   Tensor place_f32(std::vector<float> data, const std::vector<int64_t>& shape);
+  // A tensor of `nbytes` bytes written by `produce(dst)` (e.g. a weight repacked for the device's kernels).
+  // On the device, produce() runs during upload() into a host buffer that is then streamed like the rest.
+  Tensor place_produced(size_t nbytes, std::function<void(uint8_t*)> produce, const std::vector<int64_t>& shape,
+                        DType dtype);
 
   Device device() const { return device_; }
   size_t bytes() const { return used_; }
@@ -68,7 +73,9 @@ class WeightArena {
   struct Piece {
     size_t dst_off;
     size_t nbytes;
-    const uint8_t* src;
+    const uint8_t* src;                        // raw bytes, or the produced buffer once made
+    std::function<void(uint8_t*)> produce;     // set for produced pieces
+    std::vector<uint8_t> made;                 // produced bytes (freed once streamed)
   };
   size_t reserve(size_t nbytes);
   Device device_;
