@@ -17,6 +17,26 @@ namespace {
 
 constexpr size_t kWsAlign = 256;
 constexpr size_t kCudaReserve = size_t(128) << 20;  // cuBLAS handles/workspace, graphs, allocator slack
+// The lm head runs on at most this many rows per matmul call: matmul's fused decode kernel (T <= 8) reads the
+// quantized weight directly, so the largest weight never needs a dequantized fp16 scratch copy.
+constexpr int kLmHeadRows = 8;
+
+// Scratch the CUDA matmul grows on first use for T > 8 rows (prefill): an fp16 copy of the largest quantized
+// weight it multiplies and x converted to fp16 (see kernels/cuda/matmul.cuh).
+size_t matmul_scratch_estimate(const ModelWeights& w, int64_t rows) {
+  size_t most = 0;
+  int64_t maxk = 0;
+  auto see = [&](const QWeight& q) {
+    if (!q.data.defined()) return;
+    if (q.type != GGMLType::F32 && q.type != GGMLType::F16 && q.type != GGMLType::BF16)
+      most = std::max(most, (size_t)(q.n * q.k) * 2);
+    maxk = std::max(maxk, q.k);
+  };
+  for (const LayerWeights& l : w.layers) {
+    for (const QWeight* q : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate_up, &l.w_gate, &l.w_up, &l.w_down}) see(*q);
+  }
+  return most + (size_t)(rows * maxk) * 2;
+}
 constexpr size_t MiB = size_t(1) << 20;
 
 size_t align_up(size_t x) { return (x + kWsAlign - 1) / kWsAlign * kWsAlign; }
@@ -75,6 +95,14 @@ std::shared_ptr<void> pinned_alloc(size_t nbytes, Device dev) {
   return std::shared_ptr<void>(p, [](void* q) { host_free(q); });
 }
 
+// TEMPORARY until the attention branch (KVCache::reserve_decode_workspace) lands on main.
+template <class C>
+auto reserve_decode_ws(const C& c, int h, int) -> decltype(c.reserve_decode_workspace(h), void()) {
+  c.reserve_decode_workspace(h);
+}
+template <class C>
+void reserve_decode_ws(const C&, int, long) {}
+
 }  // namespace
 
 // Collects traced activations, rows [row0, row0 + T) of a T_total-token pass at a time.
@@ -127,11 +155,13 @@ Model::Model(const std::string& path, const ModelOptions& opt) : path_(path), op
 
   // ---- budget, before anything is allocated ----
   const bool fuse_gate_up = dev == Device::CUDA;
+  size_t scratch = 0;
   {
     WeightArena dry(dev, file_, nullptr, nullptr);
     ModelWeights sized = build_weights(*file_, cfg_, dry, fuse_gate_up);  // also validates every tensor
     mem_.weights = sized.device_bytes;
     mem_.mapped_weights = sized.mapped_bytes;
+    if (dev == Device::CUDA) scratch = matmul_scratch_estimate(sized, M_);
   }
   KVCacheConfig kvc;
   kvc.n_layers = cfg_.n_layers;
@@ -163,7 +193,7 @@ Model::Model(const std::string& path, const ModelOptions& opt) : path_(path), op
 
   mem_.device = device_name(dev);
   mem_.workspace = ws.total;
-  mem_.reserve = dev == Device::CUDA ? kCudaReserve : 0;
+  mem_.reserve = dev == Device::CUDA ? kCudaReserve + scratch : 0;
   const double need = (double)mem_.weights + kv_estimate + (double)ws.total + (double)mem_.reserve;
   size_t free_bytes = 0, total_bytes = 0;
   if (dev == Device::CUDA)
@@ -197,6 +227,7 @@ Model::Model(const std::string& path, const ModelOptions& opt) : path_(path), op
     live.upload(opt_.progress && dev == Device::CUDA);
   }
   kv_ = std::make_unique<KVCache>(kvc);
+  if (dev == Device::CUDA) reserve_decode_ws(*kv_, cfg_.n_heads, 0);
   ws_ = ws.allocate(dev);
 
   // Host mirrors: pinned on CUDA so the per-step uploads are asynchronous.
@@ -218,6 +249,8 @@ Model::Model(const std::string& path, const ModelOptions& opt) : path_(path), op
   lens_.assign((size_t)n_seqs, 0);
   hist_.assign((size_t)(n_seqs * n_ctx), -1);
   hist_synced_.assign((size_t)n_seqs, -1);
+
+  if (dev == Device::CUDA) warm_up();
 
   graphs_ok_ = false;
   if (dev != Device::CUDA) {
@@ -390,8 +423,29 @@ void Model::forward(int T, const std::vector<Segment>* segs, Tracer* tr) {
 }
 
 void Model::lm_head(int row, int n, int out_row) {
-  Tensor y = logits_.slice_rows(out_row, n);
-  ops::matmul(h_.slice_rows(row, n), w_.output, y);
+  for (int r = 0; r < n; r += kLmHeadRows) {
+    const int m = std::min(kLmHeadRows, n - r);
+    Tensor y = logits_.slice_rows(out_row + r, m);
+    ops::matmul(h_.slice_rows(row + r, m), w_.output, y);
+  }
+}
+
+// One prefill of the largest chunk and one decode of the largest batch, so that every kernel creates its
+// handles and grows its scratch buffers now: nothing is (re)allocated later, which keeps the captured CUDA
+// graphs' pointers valid.
+void Model::warm_up() {
+  std::vector<std::vector<int32_t>> seqs;
+  std::vector<int> slots;
+  for (int64_t left = M_, s = 0; left > 0 && s < opt_.n_seqs; ++s) {
+    const int64_t n = std::min<int64_t>(left, opt_.n_ctx);
+    seqs.emplace_back((size_t)n, 0);
+    slots.push_back((int)s);
+    left -= n;
+  }
+  prefill_segments(seqs, slots, nullptr, nullptr);
+  decode(std::vector<int32_t>((size_t)opt_.n_seqs, 0), std::vector<uint8_t>((size_t)opt_.n_seqs, 0));
+  synchronize();
+  reset();
 }
 
 void Model::decode_body(int B) {

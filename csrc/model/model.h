@@ -113,6 +113,7 @@ class Model {
   void prefill_segments(const std::vector<std::vector<int32_t>>& seqs, const std::vector<int>& slots,
                         Tracer* tr, float* all_logits);
   void sync_history(int B);
+  void warm_up();
   void release_graphs();
 
   std::string path_;
