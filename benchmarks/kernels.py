@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""Kernel benchmarks on the GPU: GB/s (and TFLOP/s where it applies) of every kernel at real sizes, beside
+the device-to-device copy ceiling measured in the same run.
+
+    python benchmarks/kernels.py [--json PATH] [--quick] [--only basic,matmul,attention]
+
+Contract for other areas' sections
+----------------------------------
+A section lives in ``benchmarks/_bench_<name>.py`` next to this file (today: ``_bench_matmul.py`` and
+``_bench_attention.py``; kernels.py imports each one that exists) and defines::
+
+    def run(ctx: _bench_common.Ctx) -> list[dict]
+
+Build every row with ``ctx.row(section, op, shape, dtype, ms, nbytes=..., flops=..., note=...)``: ``nbytes`` is
+what the op must move (reads + writes, each byte counted once), ``flops`` its arithmetic. Time with
+``ctx.time_ms(fn)`` (CUDA events on inferlab's stream; ``fn`` must only enqueue GPU work: call the
+``inferlab._core`` entry points on DeviceArrays, never NumPy round trips), allocate with ``ctx.randn / ctx.ints /
+ctx.empty``, and honour ``ctx.quick`` (smaller sizes). ``ctx.ceiling_gbps`` holds the copy ceiling.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import inferlab  # noqa: E402
+from _bench_common import Ctx, measure_copy_ceiling  # noqa: E402
+
+_k = inferlab._core.kernels
+SECTIONS = ["basic", "matmul", "attention"]
+_ISZ = {"float32": 4, "float16": 2, "bfloat16": 2}
+
+
+def run_basic(ctx: Ctx) -> list[dict]:
+    """Kernel library I: memory-bound ops at model sizes (d = 4096, ffn = 14336, 32 heads x 128)."""
+    rows = []
+    S = "basic"
+    d, F, H, hd, V = 4096, 14336, 32, 128, 151936
+    Ts = [2048] if ctx.quick else [4096, 16384]
+    for T in Ts:
+        for dt in ["float16", "bfloat16", "float32"]:
+            e = _ISZ[dt]
+            x, out = ctx.randn((T, d), dt), ctx.empty((T, d), dt)
+            w, b = ctx.randn((d,), "float32"), ctx.randn((d,), "float32")
+            n = T * d
+            ms = ctx.time_ms(lambda: _k.rms_norm(x, w, 1e-6, out))
+            rows.append(ctx.row(S, "rms_norm", (T, d), dt, ms, 2 * n * e))
+            ms = ctx.time_ms(lambda: _k.layer_norm(x, w, b, 1e-5, out))
+            rows.append(ctx.row(S, "layer_norm", (T, d), dt, ms, 2 * n * e))
+            res = ctx.randn((T, d), "float32")
+            ms = ctx.time_ms(lambda: _k.add_rms_norm(res, x, w, 1e-6, out))
+            rows.append(ctx.row(S, "add_rms_norm", (T, d), dt, ms, n * (4 + e + 4 + e), note="residual f32"))
+            ms = ctx.time_ms(lambda: _k.add_layer_norm(res, x, w, b, 1e-5, out))
+            rows.append(ctx.row(S, "add_layer_norm", (T, d), dt, ms, n * (4 + e + 4 + e), note="residual f32"))
+            y = ctx.randn((T, d), dt)
+            ms = ctx.time_ms(lambda: _k.add(x, y, out))
+            rows.append(ctx.row(S, "add", (T, d), dt, ms, 3 * n * e))
+            ms = ctx.time_ms(lambda: _k.add(res, y, res))
+            rows.append(ctx.row(S, "add", (T, d), f"f32+{dt}", ms, n * (4 + e + 4), note="in place"))
+            bias = ctx.randn((d,), dt)
+            ms = ctx.time_ms(lambda: _k.add_bias(x, bias))
+            rows.append(ctx.row(S, "add_bias", (T, d), dt, ms, 2 * n * e))
+            ms = ctx.time_ms(lambda: _k.gelu(x, out))
+            rows.append(ctx.row(S, "gelu", (T, d), dt, ms, 2 * n * e))
+            ms = ctx.time_ms(lambda: _k.softmax(x, out))
+            rows.append(ctx.row(S, "softmax", (T, d), dt, ms, 2 * n * e))
+            q = ctx.randn((T, H, hd), dt)
+            pos = ctx.ints((T,), 32768)
+            for style, name in [(0, "rope norm"), (1, "rope neox")]:
+                ms = ctx.time_ms(lambda: _k.rope(q, pos, 5e5, hd, style, q))
+                rows.append(ctx.row(S, name, (T, H, hd), dt, ms, 2 * T * H * hd * e, note="in place"))
+            del x, out, y, res, q
+            gate, up, act = ctx.randn((T, F), dt), ctx.randn((T, F), dt), ctx.empty((T, F), dt)
+            ms = ctx.time_ms(lambda: _k.swiglu(gate, up, act))
+            rows.append(ctx.row(S, "swiglu", (T, F), dt, ms, 3 * T * F * e))
+            del gate, up
+            gu = ctx.randn((T, 2 * F), dt)
+            ms = ctx.time_ms(lambda: _k.swiglu_fused(gu, act))
+            rows.append(ctx.row(S, "swiglu_fused", (T, 2 * F), dt, ms, 3 * T * F * e))
+            del gu, act
+        # embedding gathers (token ids random over a Qwen-sized vocabulary)
+        ids = ctx.ints((T,), V)
+        table = ctx.randn((V, d), "float16")
+        emb = ctx.empty((T, d), "float32")
+        ms = ctx.time_ms(lambda: _k.embedding(ids, table, emb))
+        rows.append(ctx.row(S, "embedding", (T, d), "f16->f32", ms, T * d * (2 + 4)))
+        del table
+        rb = d // 32 * 34
+        import numpy as np
+
+        raw = np.random.default_rng(0).integers(0, 256, size=(V, rb), dtype=np.uint8)
+        raw.reshape(V, d // 32, 34)[:, :, 0:2] = np.frombuffer(np.float16(0.01).tobytes(), np.uint8)
+        qt = inferlab.DeviceArray.from_numpy(raw.reshape(-1), "cuda")
+        ms = ctx.time_ms(lambda: _k.embedding_q(ids, qt, 8, V, d, emb, "bench"))
+        rows.append(ctx.row(S, "embedding_q", (T, d), "Q8_0->f32", ms, T * (rb + d * 4)))
+        del qt, emb
+    # softmax over a vocabulary and sampling (per call; B rows of V logits)
+    for B in [1, 64]:
+        logits = ctx.randn((B, V), "float32", 3.0)
+        probs = ctx.empty((B, V), "float32")
+        ms = ctx.time_ms(lambda: _k.softmax(logits, probs))
+        rows.append(ctx.row(S, "softmax", (B, V), "float32", ms, 2 * B * V * 4))
+        toks = ctx.empty((B,), "int32")
+        prev = ctx.ints((B, 256), V)
+        for name, kw in [("sample greedy", (0.0, 0, 1.0, 0.0, 1.0)),
+                         ("sample T=0.8", (0.8, 0, 1.0, 0.0, 1.0)),
+                         ("sample top_k=40 top_p=0.9", (0.8, 40, 0.9, 0.0, 1.0)),
+                         ("sample top_p=0.9 min_p=0.05 pen=1.1", (0.8, 0, 0.9, 0.05, 1.1))]:
+            ms = ctx.time_ms(lambda: _k.sample(logits, prev, toks, *kw, 1, 0))
+            rows.append(ctx.row(S, name, (B, V), "float32", ms, B * V * 4, note="bytes = logits read once"))
+    return rows
+
+
+def _print_table(rows, ceiling):
+    print(f"\ncopy ceiling (D2D memcpy, read+write): {ceiling:8.1f} GB/s\n")
+    print(f"{'section':<10}{'op':<38}{'shape':<22}{'dtype':<12}{'ms':>10}{'GB/s':>10}{'%copy':>8}{'TFLOP/s':>9}  note")
+    for r in rows:
+        gb = f"{r['gbps']:10.1f}" if "gbps" in r else " " * 10
+        pc = f"{r['pct_of_copy']:7.1f}%" if "pct_of_copy" in r else " " * 8
+        tf = f"{r['tflops']:9.2f}" if "tflops" in r else " " * 9
+        print(f"{r['section']:<10}{r['op']:<38}{r['shape']:<22}{r['dtype']:<12}{r['ms']:10.4f}{gb}{pc}{tf}  "
+              f"{r.get('note', '')}")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    ap.add_argument("--quick", action="store_true", help="small sizes, few iterations")
+    ap.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections to run")
+    args = ap.parse_args(argv)
+    if not inferlab.cuda_available():
+        print("benchmarks/kernels.py needs a CUDA GPU (inferlab.cuda_available() is False)", file=sys.stderr)
+        return 2
+    ctx = Ctx(quick=args.quick, iters=5 if args.quick else 20)
+    ctx.device_name = inferlab.devices()[0]["name"]
+    ctx.ceiling_gbps = measure_copy_ceiling(ctx)
+    rows, errors = [], {}
+    for name in [s.strip() for s in args.only.split(",") if s.strip()]:
+        if name == "basic":
+            fn = run_basic
+        else:
+            try:
+                fn = importlib.import_module(f"_bench_{name}").run
+            except ModuleNotFoundError as e:
+                if e.name != f"_bench_{name}":
+                    raise
+                print(f"(section {name}: benchmarks/_bench_{name}.py not present, skipped)")
+                continue
+        try:
+            rows += fn(ctx)
+        except Exception as e:  # keep the other sections' numbers
+            errors[name] = f"{type(e).__name__}: {e}"
+            print(f"section {name} failed: {errors[name]}", file=sys.stderr)
+    print(f"device: {ctx.device_name}")
+    _print_table(rows, ctx.ceiling_gbps)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(dict(device=ctx.device_name, ceiling_gbps=ctx.ceiling_gbps, quick=args.quick, results=rows,
+                           errors=errors), f, indent=1)
+        print(f"\nwrote {args.json}")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
