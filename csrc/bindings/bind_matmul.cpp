@@ -1,5 +1,175 @@
-// PLACEHOLDER: filled in by its area's work.
+// inferlab._core.matmul: QWeight and matmul (thin; the Python API is python/inferlab/kernels/_matmul.py).
+#include <pybind11/numpy.h>
+#include <pybind11/stl.h>
+
+#include <cstring>
+#include <optional>
+
 #include "bindings/bindings.h"
+#include "gguf/gguf.h"
+#include "kernels/ops.h"
+#include "kernels/qweight_layout.h"
+#ifdef INFERLAB_WITH_CUDA
+#include "kernels/cuda/matmul.cuh"
+#endif
+
 namespace inferlab {
-void bind_matmul(py::module_& m) {}
+
+namespace {
+
+GGMLType type_from_name(const std::string& name) {
+  const int32_t id = ggml_type_from_name(name.c_str());
+  IL_CHECK_ARG(id >= 0, "unknown GGML type name '", name, "'");
+  return (GGMLType)id;
 }
+
+QWeight from_tensor_info(const GGUFTensorInfo& ti, Device dev) {
+  int64_t n = 1;
+  for (size_t i = 1; i < ti.ne.size(); ++i) n *= ti.ne[i];
+  IL_CHECK_ARG(ti.ne.size() >= 2, "tensor '", ti.name, "' is ", ti.ne.size(), "-D; a matmul weight is 2-D");
+  for (size_t i = 2; i < ti.ne.size(); ++i)
+    IL_CHECK_ARG(ti.ne[i] == 1, "tensor '", ti.name, "' has more than 2 non-trivial dimensions");
+  py::gil_scoped_release release;
+  return QWeight::from_host(ti.name, ti.type, n, ti.ne[0], ti.data, dev);
+}
+
+}  // namespace
+
+void bind_matmul(py::module_& m) {
+  py::module_ mm = m.def_submodule("matmul", "Matrix multiplication on GGUF weights");
+
+  py::class_<QWeight>(mm, "QWeight", "A weight W[n, k] in a GGUF block format on the CPU or CUDA.")
+      .def_static(
+          "from_bytes",
+          [](py::array_t<uint8_t, py::array::c_style | py::array::forcecast> raw, const std::string& type_name,
+             int64_t n, int64_t k, const std::string& device, const std::string& name) {
+            const GGMLType t = type_from_name(type_name);
+            const GGMLTypeTraits* tr = ggml_type_traits((int32_t)t);
+            IL_CHECK_ARG(n > 0 && k > 0, "n and k must be positive, got n=", n, ", k=", k);
+            IL_CHECK_ARG(k % tr->block_size == 0, "k=", k, " is not a multiple of the ", tr->name, " block size ",
+                         tr->block_size);
+            const int64_t need = n * ggml_row_size(t, k);
+            IL_CHECK_ARG(raw.size() == need, "raw holds ", raw.size(), " bytes but a ", tr->name, " weight of shape [",
+                         n, ", ", k, "] needs ", need);
+            const Device dev = device_from_name(device);
+            const uint8_t* src = raw.data();
+            py::gil_scoped_release release;
+            return QWeight::from_host(name, t, n, k, src, dev);
+          },
+          py::arg("raw"), py::arg("type_name"), py::arg("n"), py::arg("k"), py::arg("device") = "cpu",
+          py::arg("name") = "weight")
+      .def_static(
+          "from_gguf_path",
+          [](const std::string& path, const std::string& tensor, const std::string& device) {
+            const Device dev = device_from_name(device);
+            std::shared_ptr<GGUFFile> f = GGUFFile::open(path);
+            return from_tensor_info(f->tensor(tensor), dev);
+          },
+          py::arg("path"), py::arg("tensor"), py::arg("device") = "cpu")
+      .def_static(
+          "from_gguf_file",
+          [](const GGUFFile& f, const std::string& tensor, const std::string& device) {
+            return from_tensor_info(f.tensor(tensor), device_from_name(device));
+          },
+          py::arg("file"), py::arg("tensor"), py::arg("device") = "cpu")
+      .def_property_readonly("name", [](const QWeight& w) { return w.name; })
+      .def_property_readonly("type", [](const QWeight& w) {
+        const GGMLTypeTraits* tr = ggml_type_traits((int32_t)w.type);
+        return std::string(tr ? tr->name : "?");
+      })
+      .def_property_readonly("type_id", [](const QWeight& w) { return (int32_t)w.type; })
+      .def_property_readonly("n", [](const QWeight& w) { return w.n; })
+      .def_property_readonly("k", [](const QWeight& w) { return w.k; })
+      .def_property_readonly("nbytes", [](const QWeight& w) { return w.nbytes(); })
+      .def_property_readonly("row_bytes", [](const QWeight& w) { return w.row_bytes(); })
+      .def_property_readonly("device", [](const QWeight& w) { return std::string(device_name(w.device())); })
+      .def_property_readonly("layout", [](const QWeight& w) { return w.layout; })
+      .def_property_readonly("data", [](const QWeight& w) { return w.data; })
+      .def("gguf_bytes", [](const QWeight& w) {
+        std::vector<uint8_t> b;
+        {
+          py::gil_scoped_release release;
+          b = qweight_gguf_bytes(w);
+        }
+        py::array_t<uint8_t> out((py::ssize_t)b.size());
+        std::memcpy(out.mutable_data(), b.data(), b.size());
+        return out;
+      }, "The weight's bytes in GGUF layout (a host copy).")
+      .def("dequantize", [](const QWeight& w) {
+        py::array_t<float> out({(py::ssize_t)w.n, (py::ssize_t)w.k});
+        float* dst = out.mutable_data();
+        {
+          py::gil_scoped_release release;
+          qweight_dequantize_host(w, dst);
+        }
+        return out;
+      }, "W as float32 [n, k] on the host (C++ dequantize_row).");
+
+  mm.def(
+      "matmul",
+      [](const Tensor& x, const QWeight& w, Tensor& y, std::optional<Tensor> bias) {
+        py::gil_scoped_release release;
+        ops::matmul(x, w, y, bias ? *bias : Tensor());
+      },
+      py::arg("x"), py::arg("w"), py::arg("y"), py::arg("bias") = py::none(),
+      "y[T, N] = x[T, K] . W[N, K]^T (+ bias[N]); writes y.");
+  mm.def(
+      "dequantize_to",
+      [](const QWeight& w, Tensor& out) {
+        py::gil_scoped_release release;
+        qweight_dequantize_to(w, out);
+      },
+      py::arg("w"), py::arg("out"), "Writes W into out [n, k] (float32 or float16) on the weight's device.");
+  mm.def(
+      "bench_matmul_ms",
+      [](const Tensor& x, const std::vector<const QWeight*>& ws, Tensor& y, int iters) -> double {
+#ifdef INFERLAB_WITH_CUDA
+        require_cuda("bench_matmul_ms");
+        IL_CHECK_ARG(!ws.empty(), "no weights");
+        std::vector<cuda::MatmulParams> calls;
+        for (const QWeight* w : ws) {
+          ops::matmul(x, *w, y);  // validates (and runs once)
+          cuda::MatmulParams p;
+          p.x = x.data(); p.x_dtype = x.dtype(); p.y = y.data(); p.y_dtype = y.dtype(); p.w = w; p.t = x.size(0);
+          calls.push_back(p);
+        }
+        py::gil_scoped_release release;
+        return cuda::bench_matmul_ms(calls.data(), (int)calls.size(), iters);
+#else
+        require_cuda("bench_matmul_ms");
+        return 0.0;
+#endif
+      },
+      py::arg("x"), py::arg("weights"), py::arg("y"), py::arg("iters") = 50,
+      "ms per matmul(x, w, y) on CUDA, cycling through `weights`, timed as a CUDA graph replay.");
+  mm.def(
+      "bench_copy_ms",
+      [](const std::vector<Tensor>& dsts, const std::vector<Tensor>& srcs, int iters) -> double {
+#ifdef INFERLAB_WITH_CUDA
+        require_cuda("bench_copy_ms");
+        IL_CHECK_ARG(!dsts.empty() && dsts.size() == srcs.size(), "need as many dsts as srcs (>= 1)");
+        std::vector<void*> d;
+        std::vector<const void*> s;
+        const size_t nb = srcs[0].nbytes();
+        for (size_t i = 0; i < dsts.size(); ++i) {
+          IL_CHECK_ARG(dsts[i].device() == Device::CUDA && srcs[i].device() == Device::CUDA, "buffers must be on CUDA");
+          IL_CHECK_ARG(dsts[i].nbytes() == nb && srcs[i].nbytes() == nb, "all buffers must have the same size");
+          d.push_back(dsts[i].data());
+          s.push_back(srcs[i].data());
+        }
+        py::gil_scoped_release release;
+        return cuda::bench_copy_ms(d.data(), s.data(), (int)d.size(), nb, iters);
+#else
+        require_cuda("bench_copy_ms");
+        return 0.0;
+#endif
+      },
+      py::arg("dsts"), py::arg("srcs"), py::arg("iters") = 50,
+      "ms per device-to-device copy (cycling through the buffers), timed as a CUDA graph replay.");
+  mm.def("supports", [](const std::string& type_name) {
+    const int32_t id = ggml_type_from_name(type_name.c_str());
+    return id >= 0 && matmul_supports((GGMLType)id);
+  }, py::arg("type_name"), "Whether matmul supports a GGML type name.");
+}
+
+}  // namespace inferlab

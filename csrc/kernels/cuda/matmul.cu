@@ -1,1 +1,472 @@
-// PLACEHOLDER: filled in by its area's work.
+// CUDA matmul on GGUF weights. See matmul.cuh for the strategy, dequant.cuh for block decoding.
+#include "kernels/cuda/matmul.cuh"
+
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <climits>
+
+#include "core/cuda_check.h"
+#include "core/device.h"
+#include "kernels/cuda/dequant.cuh"
+#include "kernels/cuda/matmul_kernels.cuh"
+#include "kernels/qweight_layout.h"
+
+namespace inferlab {
+namespace cuda {
+
+namespace {
+
+// ============================================================================================
+// Decode: fused dequantize + multiply, T <= 8 (building blocks in matmul_kernels.cuh)
+// ============================================================================================
+
+// Grid: ceil(n / 16) blocks of 256 threads; dynamic shared memory mmv_smem_bytes(a).
+template <GGMLType TY, int TMAX>
+__global__ void __launch_bounds__(kMmvThreads) mmv_kernel(const MmvArgs a) {
+  using Q = QT<TY>;
+  constexpr int BPS = 32 / Q::LPB;
+  constexpr int64_t STEP_ELEMS = (int64_t)BPS * Q::QK;
+
+  extern __shared__ float4 mmv_smem[];
+  float* xs = reinterpret_cast<float*>(mmv_smem);
+  const int T = TMAX == 1 ? 1 : a.t;
+  float* xsum = xs + T * a.kc;
+
+  const int lane = threadIdx.x & 31;
+  const int warp = threadIdx.x >> 5;
+  const int64_t N = a.w.n, K = a.w.k;
+  const int64_t row0 = ((int64_t)blockIdx.x * kMmvWarps + warp) * kMmvRows;
+  int64_t rows[kMmvRows];
+#pragma unroll
+  for (int r = 0; r < kMmvRows; ++r) rows[r] = imin64(row0 + r, N - 1);  // loads clamp; stores check
+
+  float acc[kMmvRows][TMAX];
+#pragma unroll
+  for (int r = 0; r < kMmvRows; ++r)
+#pragma unroll
+    for (int t = 0; t < TMAX; ++t) acc[r][t] = 0.f;
+
+  const int64_t nsteps = (a.w.nb + BPS - 1) / BPS;
+  typename Q::Regs cur[kMmvRows];
+  mmv_load_step<TY>(cur, a, rows, 0, lane);  // in flight while x is staged
+  int64_t staged = -1;
+  for (int64_t s = 0; s < nsteps; ++s) {
+    typename Q::Regs nxt[kMmvRows];
+    if (s + 1 < nsteps) mmv_load_step<TY>(nxt, a, rows, s + 1, lane);  // prefetch
+    const int64_t c = s / a.spc;  // pass of this step (uniform over the block)
+    const int64_t c0 = c * a.spc * STEP_ELEMS;
+    if (c != staged) {
+      if (staged >= 0) __syncthreads();  // everyone is done with the previous pass
+      const int len = (int)imin64(a.kc, K - c0);
+      const int items = T * (len / 16);
+      for (int i = threadIdx.x; i < items; i += blockDim.x) stage_x_item(a, i, xs, xsum, c0, len);
+      __syncthreads();
+      staged = c;
+    }
+    mmv_compute_step<TY, TMAX>(cur, a, lane, s, c0, xs, xsum, T, acc);
+#pragma unroll
+    for (int r = 0; r < kMmvRows; ++r) cur[r] = nxt[r];
+  }
+
+  // Reduce over the warp; lane (r * TMAX + t) % 32 writes y[t, row0 + r].
+#pragma unroll
+  for (int r = 0; r < kMmvRows; ++r) {
+#pragma unroll
+    for (int t = 0; t < TMAX; ++t) {
+      float v = acc[r][t];
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+      const int64_t row = row0 + r;
+      if (lane == ((r * TMAX + t) & 31) && t < T && row < N) {
+        if (a.bias) v += __ldg(a.bias + row);
+        if (a.y_f16)
+          static_cast<__half*>(a.y)[(int64_t)t * N + row] = __float2half_rn(v);
+        else
+          static_cast<float*>(a.y)[(int64_t)t * N + row] = v;
+      }
+    }
+  }
+}
+
+template <GGMLType TY, int TMAX>
+void launch_mmv(MmvArgs a, cudaStream_t stream) {
+  mmv_plan<QT<TY>>(a);
+  const size_t smem = mmv_smem_bytes(a);
+  if (smem > (size_t)kMmvSmemMax)
+    throw RuntimeError(str_cat("matmul: decode kernel needs ", smem, " bytes of shared memory (limit ", kMmvSmemMax, ")"));
+  static const bool configured = [] {
+    IL_CUDA_CHECK(cudaFuncSetAttribute(mmv_kernel<TY, TMAX>, cudaFuncAttributeMaxDynamicSharedMemorySize, kMmvSmemMax));
+    return true;
+  }();
+  (void)configured;
+  const int64_t grid = (a.w.n + kMmvRowsPerBlock - 1) / kMmvRowsPerBlock;
+  IL_CHECK_ARG(grid <= INT_MAX, "matmul: too many rows (", a.w.n, ")");
+  mmv_kernel<TY, TMAX><<<(unsigned)grid, kMmvThreads, smem, stream>>>(a);
+  IL_CUDA_CHECK_LAUNCH();
+}
+
+int x_kind_of(DType d) { return d == DType::F32 ? kXF32 : d == DType::F16 ? kXF16 : kXBF16; }
+
+void decode(const MatmulParams& p, cudaStream_t stream) {
+  MmvArgs a;
+  a.w = make_qview(*p.w);
+  a.x = p.x;
+  a.x_kind = x_kind_of(p.x_dtype);
+  a.x_vec = reinterpret_cast<uintptr_t>(p.x) % 16 == 0;
+  a.y = p.y;
+  a.y_f16 = p.y_dtype == DType::F16;
+  a.bias = p.bias;
+  a.t = (int)p.t;
+  a.kc = 0;
+  a.spc = 1;
+  dispatch_qtype(p.w->type, [&](auto tag) {
+    constexpr GGMLType TY = decltype(tag)::value;
+    if (p.t == 1)
+      launch_mmv<TY, 1>(a, stream);
+    else if (p.t == 2)
+      launch_mmv<TY, 2>(a, stream);
+    else if (p.t <= 4)
+      launch_mmv<TY, 4>(a, stream);
+    else
+      launch_mmv<TY, 8>(a, stream);
+  });
+}
+
+// ============================================================================================
+// Dequantize to fp16
+// ============================================================================================
+template <GGMLType TY>
+__global__ void __launch_bounds__(256) dequant_f16_kernel(const QView v, __half* __restrict__ out) {
+  using Q = QT<TY>;
+  const int64_t units = v.n * v.nb * Q::LPB;
+  for (int64_t u = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; u < units; u += (int64_t)gridDim.x * blockDim.x) {
+    const int sub = (int)(u % Q::LPB);
+    const int64_t gb = u / Q::LPB;
+    const int64_t row = gb / v.nb, blk = gb % v.nb;
+    float f[Q::RUNS * 16];
+    dequant_unit<TY>(v, row, blk, sub, f);
+#pragma unroll
+    for (int j = 0; j < Q::RUNS; ++j) {
+      __half* o = out + row * v.k + blk * Q::QK + Q::run_offset(sub, j);
+      uint32_t h[8];
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        const __half2 hh = __floats2half2_rn(f[16 * j + 2 * i], f[16 * j + 2 * i + 1]);
+        h[i] = *reinterpret_cast<const uint32_t*>(&hh);
+      }
+      reinterpret_cast<uint4*>(o)[0] = make_uint4(h[0], h[1], h[2], h[3]);
+      reinterpret_cast<uint4*>(o)[1] = make_uint4(h[4], h[5], h[6], h[7]);
+    }
+  }
+}
+
+unsigned grid_for(int64_t items, int threads) {
+  const int64_t g = (items + threads - 1) / threads;
+  return (unsigned)std::max<int64_t>(1, std::min<int64_t>(g, 132 * 32));
+}
+
+// ============================================================================================
+// Prefill helpers: activation conversion, epilogue
+// ============================================================================================
+__device__ __forceinline__ float load_any(const void* p, int kind, int64_t i) {
+  if (kind == kXF32) return static_cast<const float*>(p)[i];
+  const unsigned short u = static_cast<const unsigned short*>(p)[i];
+  if (kind == kXF16) return __half2float(__ushort_as_half(u));
+  return __uint_as_float((uint32_t)u << 16);
+}
+
+// *amax_bits = max |x| as float bits (zeroed before the launch).
+__global__ void absmax_kernel(const void* x, int kind, int64_t count, unsigned int* amax_bits) {
+  float m = 0.f;
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += (int64_t)gridDim.x * blockDim.x) {
+    const float v = fabsf(load_any(x, kind, i));
+    m = (v > m || v != v) ? v : m;  // NaN wins (its bits are larger than inf's)
+  }
+  unsigned int b = __float_as_uint(m);
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) b = max(b, __shfl_xor_sync(0xffffffffu, b, o));
+  if ((threadIdx.x & 31) == 0) atomicMax(amax_bits, b);
+}
+
+// out = fp16(x * 2^-e), e = max(0, exponent(amax) - 15) so |x| * 2^-e < 2^15; scal[1] = 2^e, scal[2] = 0.
+__global__ void to_f16_scaled_kernel(const void* x, int kind, int64_t count, const unsigned int* amax_bits,
+                                     __half* out, float* scal) {
+  const float amax = __uint_as_float(*amax_bits);
+  int e = 0;
+  if (amax <= 3.0e38f) {  // finite
+    int ex = 0;
+    frexpf(amax, &ex);    // amax < 2^ex
+    e = max(0, ex - 15);
+  }
+  const float scale = ldexpf(1.f, -e);
+  if (blockIdx.x == 0 && threadIdx.x == 0) {
+    scal[1] = ldexpf(1.f, e);
+    scal[2] = 0.f;
+  }
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += (int64_t)gridDim.x * blockDim.x)
+    out[i] = __float2half_rn(load_any(x, kind, i) * scale);
+}
+
+__global__ void to_bf16_kernel(const void* x, int kind, int64_t count, __nv_bfloat16* out) {
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += (int64_t)gridDim.x * blockDim.x)
+    out[i] = __float2bfloat16_rn(load_any(x, kind, i));
+}
+
+__global__ void to_f32_kernel(const void* x, int kind, int64_t count, float* out) {
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += (int64_t)gridDim.x * blockDim.x)
+    out[i] = load_any(x, kind, i);
+}
+
+// y[t, n] = (src ? src[t, n] : y[t, n]) + bias[n]; src float32, y float32 or fp16.
+__global__ void epilogue_kernel(const float* src, void* y, bool y_f16, const float* bias, int64_t T, int64_t N) {
+  const int64_t count = T * N;
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += (int64_t)gridDim.x * blockDim.x) {
+    float v = src ? src[i] : (y_f16 ? __half2float(static_cast<const __half*>(y)[i]) : static_cast<const float*>(y)[i]);
+    if (bias) v += bias[i % N];
+    if (y_f16)
+      static_cast<__half*>(y)[i] = __float2half_rn(v);
+    else
+      static_cast<float*>(y)[i] = v;
+  }
+}
+
+// ============================================================================================
+// Prefill: cuBLAS
+// ============================================================================================
+#define IL_CUBLAS_CHECK(expr)                                                                            \
+  do {                                                                                                   \
+    cublasStatus_t il_st_ = (expr);                                                                      \
+    if (il_st_ != CUBLAS_STATUS_SUCCESS)                                                                 \
+      throw ::inferlab::RuntimeError(::inferlab::str_cat("cuBLAS error ", (int)il_st_, " (",             \
+                                                         cublasGetStatusString(il_st_), ") in ", #expr)); \
+  } while (0)
+
+constexpr size_t kCublasWorkspace = 32u << 20;
+
+struct Scratch {
+  void* p = nullptr;
+  size_t cap = 0;
+  // Grow-only. Freeing waits for queued work that may still use the old buffer.
+  void* get(size_t bytes) {
+    if (bytes > cap) {
+      if (p) {
+        IL_CUDA_CHECK(cudaDeviceSynchronize());
+        device_free(p);
+        p = nullptr;
+        cap = 0;
+      }
+      const size_t rounded = (bytes + (2u << 20) - 1) / (2u << 20) * (2u << 20);
+      p = device_malloc(rounded);
+      cap = rounded;
+    }
+    return p;
+  }
+};
+
+// Per host thread: cuBLAS handle, its workspace and the prefill scratch buffers.
+struct Context {
+  cublasHandle_t handle = nullptr;
+  void* workspace = nullptr;
+  float* scal = nullptr;  // device: [0] amax bits, [1] alpha, [2] beta
+  Scratch w16, xconv, yf32;
+  Context() {
+    IL_CUBLAS_CHECK(cublasCreate(&handle));
+    workspace = device_malloc(kCublasWorkspace);
+    IL_CUBLAS_CHECK(cublasSetWorkspace(handle, workspace, kCublasWorkspace));
+    scal = static_cast<float*>(device_malloc(4 * sizeof(float)));
+  }
+  ~Context() {
+    if (handle) cublasDestroy(handle);
+    device_free(workspace);
+    device_free(scal);
+    device_free(w16.p);
+    device_free(xconv.p);
+    device_free(yf32.p);
+  }
+  Context(const Context&) = delete;
+  Context& operator=(const Context&) = delete;
+};
+
+Context& context() {
+  thread_local Context ctx;
+  return ctx;
+}
+
+void prefill(const MatmulParams& p, cudaStream_t stream) {
+  const QWeight& w = *p.w;
+  const int64_t T = p.t, N = w.n, K = w.k;
+  IL_CHECK_ARG(T <= INT_MAX && N <= INT_MAX && K <= INT_MAX, "matmul: dimensions too large for cuBLAS");
+  Context& ctx = context();
+  IL_CUBLAS_CHECK(cublasSetStream(ctx.handle, stream));
+  const int kind = x_kind_of(p.x_dtype);
+  const int64_t xcount = T * K;
+  const unsigned g = grid_for(xcount, 256);
+
+  // A = W: [N, K] row-major == column-major [K, N] with lda = K, used transposed.
+  const void* A = w.data.data();
+  cudaDataType_t ab_type;
+  if (w.type == GGMLType::F16) {
+    ab_type = CUDA_R_16F;
+  } else if (w.type == GGMLType::BF16) {
+    ab_type = CUDA_R_16BF;
+  } else if (w.type == GGMLType::F32) {
+    ab_type = CUDA_R_32F;
+  } else {
+    void* buf = ctx.w16.get((size_t)N * K * 2);
+    dequantize_to_f16(w, buf, stream);
+    A = buf;
+    ab_type = CUDA_R_16F;
+  }
+
+  // B = x: [T, K] row-major == column-major [K, T] with ldb = K.
+  const void* B = p.x;
+  bool device_alpha = false;
+  if (ab_type == CUDA_R_16F && p.x_dtype != DType::F16) {
+    __half* xb = static_cast<__half*>(ctx.xconv.get((size_t)xcount * 2));
+    IL_CUDA_CHECK(cudaMemsetAsync(ctx.scal, 0, sizeof(unsigned int), stream));
+    absmax_kernel<<<g, 256, 0, stream>>>(p.x, kind, xcount, reinterpret_cast<unsigned int*>(ctx.scal));
+    IL_CUDA_CHECK_LAUNCH();
+    to_f16_scaled_kernel<<<g, 256, 0, stream>>>(p.x, kind, xcount, reinterpret_cast<const unsigned int*>(ctx.scal),
+                                                xb, ctx.scal);
+    IL_CUDA_CHECK_LAUNCH();
+    B = xb;
+    device_alpha = true;
+  } else if (ab_type == CUDA_R_16BF && p.x_dtype != DType::BF16) {
+    __nv_bfloat16* xb = static_cast<__nv_bfloat16*>(ctx.xconv.get((size_t)xcount * 2));
+    to_bf16_kernel<<<g, 256, 0, stream>>>(p.x, kind, xcount, xb);
+    IL_CUDA_CHECK_LAUNCH();
+    B = xb;
+  } else if (ab_type == CUDA_R_32F && p.x_dtype != DType::F32) {
+    float* xb = static_cast<float*>(ctx.xconv.get((size_t)xcount * 4));
+    to_f32_kernel<<<g, 256, 0, stream>>>(p.x, kind, xcount, xb);
+    IL_CUDA_CHECK_LAUNCH();
+    B = xb;
+  }
+
+  // C = y: [T, N] row-major == column-major [N, T] with ldc = N. fp16 C only with fp16 A/B.
+  void* C = p.y;
+  cudaDataType_t c_type = p.y_dtype == DType::F16 ? CUDA_R_16F : CUDA_R_32F;
+  bool staged_c = false;
+  if (p.y_dtype == DType::F16 && (ab_type != CUDA_R_16F || p.bias)) {  // f32 staging avoids double rounding
+    C = ctx.yf32.get((size_t)T * N * 4);
+    c_type = CUDA_R_32F;
+    staged_c = true;
+  }
+
+  static const float one = 1.f, zero = 0.f;
+  IL_CUBLAS_CHECK(cublasSetPointerMode(ctx.handle, device_alpha ? CUBLAS_POINTER_MODE_DEVICE : CUBLAS_POINTER_MODE_HOST));
+  const float* alpha = device_alpha ? ctx.scal + 1 : &one;
+  const float* beta = device_alpha ? ctx.scal + 2 : &zero;
+  IL_CUBLAS_CHECK(cublasGemmEx(ctx.handle, CUBLAS_OP_T, CUBLAS_OP_N, (int)N, (int)T, (int)K, alpha, A, ab_type, (int)K,
+                               B, ab_type, (int)K, beta, C, c_type, (int)N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  IL_CUBLAS_CHECK(cublasSetPointerMode(ctx.handle, CUBLAS_POINTER_MODE_HOST));
+
+  if (staged_c || p.bias) {
+    epilogue_kernel<<<grid_for(T * N, 256), 256, 0, stream>>>(staged_c ? static_cast<const float*>(C) : nullptr, p.y,
+                                                             p.y_dtype == DType::F16, p.bias, T, N);
+    IL_CUDA_CHECK_LAUNCH();
+  }
+}
+
+}  // namespace
+
+void dequantize_to_f16(const QWeight& w, void* out, cudaStream_t stream) {
+  const bool is_float = w.type == GGMLType::F32 || w.type == GGMLType::F16 || w.type == GGMLType::BF16;
+  IL_CHECK_ARG(!is_float || w.k % 16 == 0, "dequantize_to_f16: float weights need k % 16 == 0, got k=", w.k);
+  const QView v = make_qview(w);
+  dispatch_qtype(w.type, [&](auto tag) {
+    constexpr GGMLType TY = decltype(tag)::value;
+    const int64_t units = v.n * v.nb * QT<TY>::LPB;
+    dequant_f16_kernel<TY><<<grid_for(units, 256), 256, 0, stream>>>(v, static_cast<__half*>(out));
+    IL_CUDA_CHECK_LAUNCH();
+  });
+}
+
+namespace {
+
+// Captures enqueue(i) for i < iters into a graph on a private stream and times its replays.
+template <class F>
+double time_graph_ms(int iters, F&& enqueue) {
+  IL_CHECK_ARG(iters >= 1, "iters must be >= 1");
+  cudaStream_t s = nullptr;
+  IL_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  cudaEvent_t e0 = nullptr, e1 = nullptr;
+  double ms_per_call = 0;
+  try {
+    StreamGuard guard(s);
+    IL_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+    try {
+      for (int i = 0; i < iters; ++i) enqueue(i, s);
+    } catch (...) {
+      cudaGraph_t g = nullptr;
+      cudaStreamEndCapture(s, &g);
+      if (g) cudaGraphDestroy(g);
+      throw;
+    }
+    IL_CUDA_CHECK(cudaStreamEndCapture(s, &graph));
+    IL_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+    IL_CUDA_CHECK(cudaGraphLaunch(exec, s));  // warm-up replay
+    IL_CUDA_CHECK(cudaEventCreate(&e0));
+    IL_CUDA_CHECK(cudaEventCreate(&e1));
+    const int reps = 3;
+    IL_CUDA_CHECK(cudaEventRecord(e0, s));
+    for (int r = 0; r < reps; ++r) IL_CUDA_CHECK(cudaGraphLaunch(exec, s));
+    IL_CUDA_CHECK(cudaEventRecord(e1, s));
+    IL_CUDA_CHECK(cudaEventSynchronize(e1));
+    float ms = 0;
+    IL_CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+    ms_per_call = (double)ms / (reps * iters);
+  } catch (...) {
+    if (e0) cudaEventDestroy(e0);
+    if (e1) cudaEventDestroy(e1);
+    if (exec) cudaGraphExecDestroy(exec);
+    if (graph) cudaGraphDestroy(graph);
+    cudaStreamSynchronize(s);
+    cudaStreamDestroy(s);
+    throw;
+  }
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  IL_CUDA_CHECK(cudaStreamSynchronize(s));
+  IL_CUDA_CHECK(cudaStreamDestroy(s));
+  return ms_per_call;
+}
+
+}  // namespace
+
+double bench_matmul_ms(const MatmulParams* calls, int ncalls, int iters) {
+  IL_CHECK_ARG(ncalls >= 1, "bench_matmul_ms: no calls");
+  // Warm-up outside the capture: sets kernel attributes, creates the cuBLAS handle, grows scratch buffers.
+  for (int i = 0; i < ncalls; ++i) matmul(calls[i], current_stream());
+  IL_CUDA_CHECK(cudaStreamSynchronize(current_stream()));
+  return time_graph_ms(iters, [&](int i, cudaStream_t s) { matmul(calls[i % ncalls], s); });
+}
+
+double bench_copy_ms(void* const* dsts, const void* const* srcs, int ncopies, size_t nbytes, int iters) {
+  IL_CHECK_ARG(ncopies >= 1, "bench_copy_ms: no buffers");
+  return time_graph_ms(iters, [&](int i, cudaStream_t s) {
+    IL_CUDA_CHECK(cudaMemcpyAsync(dsts[i % ncopies], srcs[i % ncopies], nbytes, cudaMemcpyDeviceToDevice, s));
+  });
+}
+
+void matmul(const MatmulParams& p, cudaStream_t stream) {
+  const QWeight& w = *p.w;
+  const bool is_float = w.type == GGMLType::F32 || w.type == GGMLType::F16 || w.type == GGMLType::BF16;
+  // The fused kernel reads float weights in 16-element pieces with 16-byte loads.
+  const bool decode_ok = !is_float || (w.k % 16 == 0 && reinterpret_cast<uintptr_t>(w.data.data()) % 16 == 0);
+  if (p.t <= kDecodeMaxT && decode_ok)
+    decode(p, stream);
+  else
+    prefill(p, stream);
+}
+
+}  // namespace cuda
+}  // namespace inferlab

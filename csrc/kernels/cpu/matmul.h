@@ -1,0 +1,33 @@
+// CPU twin of the matmul op (kernels/ops.h): y[T, N] = x[T, K] . W[N, K]^T (+ bias[N]).
+#pragma once
+#include <cstdint>
+
+#include "core/dtype.h"
+#include "core/ggml_types.h"
+
+namespace inferlab {
+namespace cpu {
+
+struct MatmulParams {
+  const void* x = nullptr;      // [t, k] row-major, x_dtype F32 / F16 / BF16
+  DType x_dtype = DType::F32;
+  void* y = nullptr;            // [t, n] row-major, y_dtype F32 / F16
+  DType y_dtype = DType::F32;
+  const float* bias = nullptr;  // [n] or nullptr
+  const uint8_t* w = nullptr;   // [n, k] GGUF blocks, row-major (n * ggml_row_size(type, k) bytes)
+  GGMLType type = GGMLType::F32;
+  int64_t n = 0, k = 0, t = 0;
+};
+
+// Multi-threaded over output rows (INFERLAB_NUM_THREADS, default std::thread::hardware_concurrency()).
+// Each weight row is dequantized once to float32 (dequantize_row) and dotted with every row of x;
+// accumulation in float32.
+void matmul(const MatmulParams& p);
+
+// Runs fn(i) for i in [0, n) on the shared CPU worker pool (the calling thread helps). Calls from several
+// threads are serialised. Exceptions thrown by fn are rethrown in the caller.
+void parallel_for(int64_t n, void (*fn)(int64_t i, void* ctx), void* ctx);
+int num_threads();
+
+}  // namespace cpu
+}  // namespace inferlab

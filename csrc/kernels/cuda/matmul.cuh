@@ -1,0 +1,55 @@
+// CUDA matmul on GGUF weights: y[T, N] = x[T, K] . W[N, K]^T (+ bias[N]).
+// Host-includable (no CUDA headers). Kernels in matmul.cu; block decoding in dequant.cuh.
+//
+// Decode (T <= kDecodeMaxT): one fused dequantize-and-multiply kernel that streams W once. Each block of
+//   8 warps owns 16 rows (2 per warp); x (converted to float32) and its 16-element partial sums are staged
+//   in shared memory (in chunks of K when T*K is large); every lane decodes 16-byte pieces of W with 16-byte
+//   loads and accumulates in float32; warp-shuffle reduction; bias added in the epilogue. Activations are
+//   NOT quantized: they stay float32 all the way. No allocation (CUDA-graph safe).
+// Prefill (T > kDecodeMaxT): tensor cores through cuBLAS (fp32 accumulation).
+//   F16 W:  W as is; x converted to fp16 (see below) unless already fp16.
+//   BF16 W: W as is; x converted to bf16 unless already bf16.
+//   F32 W:  fp32 GEMM (x converted to fp32 if needed).
+//   quantized W: W dequantized to an fp16 scratch buffer (exact fp16 rounding of the float32 dequantized
+//   value), x converted to fp16.
+//   fp16 conversion of x is overflow-safe: the largest |x| is measured on the device and, when it reaches
+//   2^15, x is scaled by a power of two 2^-e before rounding (exact) and cuBLAS's alpha is 2^e (device
+//   pointer mode). Scratch buffers (per host thread) grow on first use and are reused.
+#pragma once
+#include <cstdint>
+
+#include "core/device.h"
+#include "core/dtype.h"
+#include "kernels/qweight.h"
+
+namespace inferlab {
+namespace cuda {
+
+constexpr int64_t kDecodeMaxT = 8;
+
+struct MatmulParams {
+  const void* x = nullptr;     // [t, w->k] row-major, F32 / F16 / BF16
+  DType x_dtype = DType::F32;
+  void* y = nullptr;           // [t, w->n] row-major, F32 / F16
+  DType y_dtype = DType::F32;
+  const float* bias = nullptr; // [w->n] or nullptr
+  const QWeight* w = nullptr;  // on CUDA: float types in layout 0, quantized types in layout 1 (split)
+  int64_t t = 0;               // rows of x and y
+};
+
+// Validated by ops::matmul; enqueues on `stream`.
+void matmul(const MatmulParams& p, cudaStream_t stream);
+
+// Dequantizes a whole CUDA QWeight (any type matmul supports; float types need k % 16 == 0) to fp16:
+// out [w.n, w.k] row-major, device memory.
+void dequantize_to_f16(const QWeight& w, void* out, cudaStream_t stream);
+
+// Benchmark helpers (benchmarks/_bench_matmul.py). Each runs `iters` calls cycling through the list,
+// captured in one CUDA graph on a private stream (so launch overhead is not measured; this is how a model
+// running under CUDA graphs sees the kernels), after one warm-up pass; returns milliseconds per call.
+double bench_matmul_ms(const MatmulParams* calls, int ncalls, int iters);
+// Same for device-to-device copies of `nbytes` from srcs[i] to dsts[i].
+double bench_copy_ms(void* const* dsts, const void* const* srcs, int ncopies, size_t nbytes, int iters);
+
+}  // namespace cuda
+}  // namespace inferlab

@@ -1,0 +1,238 @@
+// Building blocks of the fused decode matmul kernel (matmul.cu), written as IL_HD functions so that the
+// lane logic also compiles as host C++ and can be checked without a GPU (tests/cuda_emu/mmv_emu.cpp).
+//
+// Kernel shape: blocks of kWarps warps; warp w of block b owns rows kRows * (kWarps * b + w) + [0, kRows).
+// x (converted to float32) is staged in shared memory in passes of `kc` elements, together with the sums
+// of its 16-element runs (used by types with a min / offset term). A warp step covers BPS = 32 / LPB
+// consecutive ggml blocks: lane l decodes unit (l % LPB) of block (step * BPS + l / LPB) for each of its
+// rows and accumulates float32 dot products against x.
+//
+// Shared-memory bank conflicts: a lane reads its 16-element x run as four 16-byte quarters, in the order
+// rotated by rot = (lane >> 1) & 3. In every unit layout of dequant.cuh, even and odd lanes of a
+// quarter-warp read runs whose 16-element index has different parity, and the four even (odd) lanes have
+// distinct rot, so the 8 lanes of a quarter-warp hit 8 distinct 16-byte bank groups. (LPB == 1 types with
+// two runs per unit visit them in opposite order on odd lanes to get that parity split.)
+#pragma once
+#include <cstdint>
+
+#include "kernels/cuda/dequant.cuh"
+
+namespace inferlab {
+namespace cuda {
+
+constexpr int kMmvWarps = 8;   // warps per block
+constexpr int kMmvRows = 2;    // output rows per warp
+constexpr int kMmvThreads = kMmvWarps * 32;
+constexpr int kMmvRowsPerBlock = kMmvWarps * kMmvRows;
+constexpr int kMmvSmemBudget = 64 * 1024;  // bytes of staged x per pass (soft: a pass holds >= one step)
+constexpr int kMmvSmemMax = 100 * 1024;    // opt-in dynamic shared memory limit of the decode kernels
+
+enum XKind : int { kXF32 = 0, kXF16 = 1, kXBF16 = 2 };
+
+struct MmvArgs {
+  QView w;                // [n, k]
+  const void* x;          // [t, k]
+  int x_kind;             // XKind
+  bool x_vec;             // x is 16-byte aligned: vector loads when staging
+  void* y;                // [t, n]
+  bool y_f16;             // y is fp16 (else float32)
+  const float* bias;      // [n] or nullptr
+  int t;                  // rows of x (<= the kernel's TMAX)
+  int kc;                 // elements of x per pass = row stride of the shared x buffer (multiple of 16)
+  int64_t spc;            // warp steps per pass
+};
+
+IL_HD int64_t imin64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+// Host: pass size and steps per pass for a kernel of type traits Q and t rows of x.
+template <class Q>
+inline void mmv_plan(MmvArgs& a) {
+  constexpr int BPS = 32 / Q::LPB;
+  constexpr int64_t STEP_ELEMS = (int64_t)BPS * Q::QK;
+  const int64_t K = a.w.k;
+  const int64_t nsteps = (a.w.nb + BPS - 1) / BPS;
+  // Shared floats per x element and row: the value plus 1/16 of a run sum.
+  const int64_t fit = (int64_t)kMmvSmemBudget * 16 / (4 * 17 * (int64_t)a.t);
+  if (K <= fit) {
+    a.kc = (int)K;
+    a.spc = nsteps > 0 ? nsteps : 1;
+  } else {
+    const int64_t kc = fit / STEP_ELEMS * STEP_ELEMS;
+    a.kc = (int)(kc > STEP_ELEMS ? kc : STEP_ELEMS);
+    a.spc = a.kc / STEP_ELEMS;
+  }
+}
+inline size_t mmv_smem_bytes(const MmvArgs& a) { return (size_t)a.t * a.kc * 4 + (size_t)a.t * (a.kc / 16) * 4; }
+
+// 16 consecutive elements of x starting at element `off` (a multiple of 16), as float.
+IL_HD void load_x16(const MmvArgs& a, int64_t off, float v[16]) {
+  if (a.x_kind == kXF32) {
+    const uint8_t* p = static_cast<const uint8_t*>(a.x) + off * 4;
+    uint32_t u[16];
+    if (a.x_vec) {
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const uint4 q = ld_ro16(p + 16 * i);
+        u[4 * i] = q.x; u[4 * i + 1] = q.y; u[4 * i + 2] = q.z; u[4 * i + 3] = q.w;
+      }
+    } else {
+#pragma unroll
+      for (int i = 0; i < 16; ++i) u[i] = ld_ro4(p + 4 * i);
+    }
+#pragma unroll
+    for (int i = 0; i < 16; ++i) v[i] = u2f(u[i]);
+  } else {
+    const uint8_t* p = static_cast<const uint8_t*>(a.x) + off * 2;
+    uint32_t u[8];
+    if (a.x_vec) {
+      const uint4 u0 = ld_ro16(p), u1 = ld_ro16(p + 16);
+      u[0] = u0.x; u[1] = u0.y; u[2] = u0.z; u[3] = u0.w; u[4] = u1.x; u[5] = u1.y; u[6] = u1.z; u[7] = u1.w;
+    } else {
+#pragma unroll
+      for (int i = 0; i < 8; ++i) u[i] = ld_ro2(p + 4 * i) | (ld_ro2(p + 4 * i + 2) << 16);
+    }
+    if (a.x_kind == kXF16) {
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        const float2 f = h2x2f(u[i]);
+        v[2 * i] = f.x;
+        v[2 * i + 1] = f.y;
+      }
+    } else {
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        v[2 * i] = u2f(u[i] << 16);
+        v[2 * i + 1] = u2f(u[i] & 0xffff0000u);
+      }
+    }
+  }
+}
+
+// Staging work item i of a pass over x[:, c0 : c0 + len): i in [0, t * len / 16). Writes the 16 values
+// to xs [t][kc] and their sum to xsum [t][kc / 16].
+IL_HD void stage_x_item(const MmvArgs& a, int i, float* xs, float* xsum, int64_t c0, int len) {
+  const int runs = len / 16;
+  const int t = i / runs;
+  const int e = (i - t * runs) * 16;
+  float v[16];
+  load_x16(a, (int64_t)t * a.w.k + c0 + e, v);
+  float4* dst = reinterpret_cast<float4*>(xs + t * a.kc + e);
+  float s = 0.f;
+#pragma unroll
+  for (int q = 0; q < 4; ++q) {
+    dst[q] = make_float4(v[4 * q], v[4 * q + 1], v[4 * q + 2], v[4 * q + 3]);
+    s += (v[4 * q] + v[4 * q + 1]) + (v[4 * q + 2] + v[4 * q + 3]);
+  }
+  xsum[t * (a.kc / 16) + e / 16] = s;
+}
+
+// v'[i] = v[(i + rot) & 3] for a runtime rot (keeps the array in registers).
+template <class Q>
+IL_HD void rotate4(Q v[4], int rot) {
+  if (rot & 1) {
+    const Q t = v[0];
+    v[0] = v[1]; v[1] = v[2]; v[2] = v[3]; v[3] = t;
+  }
+  if (rot & 2) {
+    Q t = v[0]; v[0] = v[2]; v[2] = t;
+    t = v[1]; v[1] = v[3]; v[3] = t;
+  }
+}
+
+// Rotation of a lane's quarter order (see the header comment).
+IL_HD int mmv_rot(int lane) { return (lane >> 1) & 3; }
+// Which run of its unit a lane processes at position j.
+template <class Q>
+IL_HD int mmv_run_of(int lane, int j) { return (Q::LPB == 1 && Q::RUNS == 2) ? (j ^ (lane & 1)) : j; }
+// Element offset (within the staged pass, row t = 0) of the x quarter a lane reads at run position j,
+// quarter position i of warp step `step`.
+template <class Q>
+IL_HD int mmv_x_offset(int lane, int64_t step, int64_t c0, int j, int i) {
+  constexpr int BPS = 32 / Q::LPB;
+  const int64_t b = step * BPS + lane / Q::LPB;
+  return (int)(b * Q::QK - c0) + Q::run_offset(lane % Q::LPB, mmv_run_of<Q>(lane, j)) + 4 * ((i + mmv_rot(lane)) & 3);
+}
+
+// Issues the loads of warp step `step` for this lane's rows (nothing for lanes past the row end).
+template <GGMLType TY>
+IL_HD void mmv_load_step(typename QT<TY>::Regs (&regs)[kMmvRows], const MmvArgs& a, const int64_t (&rows)[kMmvRows],
+                         int64_t step, int lane) {
+  using Q = QT<TY>;
+  constexpr int BPS = 32 / Q::LPB;
+  const int64_t b = step * BPS + lane / Q::LPB;
+  if (b < a.w.nb) {
+#pragma unroll
+    for (int r = 0; r < kMmvRows; ++r) Q::load(regs[r], Q::payload(a.w, rows[r], b), Q::side(a.w, rows[r], b), lane % Q::LPB);
+  }
+}
+
+// Accumulates this lane's share of warp step `step` into acc[r][t]. xs / xsum hold the pass starting at
+// element c0 (the pass containing the step). T is the number of x rows (<= TMAX).
+template <GGMLType TY, int TMAX>
+IL_HD void mmv_compute_step(const typename QT<TY>::Regs (&cur)[kMmvRows], const MmvArgs& a, int lane, int64_t step,
+                            int64_t c0, const float* xs, const float* xsum, int T, float (&acc)[kMmvRows][TMAX]) {
+  using Q = QT<TY>;
+  using Quarter = typename Q::Quarter;
+  constexpr int BPS = 32 / Q::LPB;
+  const int64_t b = step * BPS + lane / Q::LPB;
+  if (b >= a.w.nb) return;
+  const int sub = lane % Q::LPB;
+  const int rot = mmv_rot(lane);
+  const int KC = a.kc;
+  const int cb = (int)(b * Q::QK - c0);  // block start within the staged pass
+#pragma unroll
+  for (int j = 0; j < Q::RUNS; ++j) {
+    const int jj = mmv_run_of<Q>(lane, j);
+    const int e = cb + Q::run_offset(sub, jj);
+    Quarter q[kMmvRows][4];
+    float sc[kMmvRows], mn[kMmvRows];
+#pragma unroll
+    for (int r = 0; r < kMmvRows; ++r) {
+      Q::run(cur[r], sub, jj, q[r], sc[r], mn[r]);
+      rotate4(q[r], rot);
+    }
+    float dot[kMmvRows][TMAX];
+#pragma unroll
+    for (int r = 0; r < kMmvRows; ++r)
+#pragma unroll
+      for (int t = 0; t < TMAX; ++t) dot[r][t] = 0.f;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int ii = (i + rot) & 3;
+      float4 wv[kMmvRows];
+#pragma unroll
+      for (int r = 0; r < kMmvRows; ++r) wv[r] = Q::cvt(q[r][i]);
+#pragma unroll
+      for (int t = 0; t < TMAX; ++t) {
+        if (TMAX > 1 && t >= T) break;
+        const float4 xv = *reinterpret_cast<const float4*>(xs + t * KC + e + 4 * ii);
+#pragma unroll
+        for (int r = 0; r < kMmvRows; ++r) {
+          float d = dot[r][t];
+          d = fmaf(xv.x, wv[r].x, d);
+          d = fmaf(xv.y, wv[r].y, d);
+          d = fmaf(xv.z, wv[r].z, d);
+          d = fmaf(xv.w, wv[r].w, d);
+          dot[r][t] = d;
+        }
+      }
+    }
+#pragma unroll
+    for (int t = 0; t < TMAX; ++t) {
+      if (TMAX > 1 && t >= T) break;
+      const float xsm = Q::HAS_MIN ? xsum[t * (KC / 16) + e / 16] : 0.f;
+#pragma unroll
+      for (int r = 0; r < kMmvRows; ++r) {
+        if (Q::IS_FLOAT) {
+          acc[r][t] += dot[r][t];
+        } else {
+          acc[r][t] = fmaf(sc[r], dot[r][t], acc[r][t]);
+          if (Q::HAS_MIN) acc[r][t] = fmaf(mn[r], xsm, acc[r][t]);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace cuda
+}  // namespace inferlab

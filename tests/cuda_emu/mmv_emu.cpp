@@ -1,0 +1,264 @@
+// Host emulation of the CUDA decode matmul's lane logic and of the device block decoders, so they can be
+// checked without a GPU. Compiled by tests/test_matmul.py::test_cuda_lane_logic_emulated (g++ with the CUDA
+// headers on the include path) and linked against the CPU build's libinferlab_core.a.
+//
+// For every type it checks:
+//   * dequant_unit / dequant_element (split layout) against the CPU dequantize_row;
+//   * the decode kernel's per-lane work (mmv_load_step / mmv_compute_step / stage_x_item over the kernel's
+//     block / warp / lane / pass structure, lanes summed like the warp reduction) against a float64 dot;
+//     also with forced multi-pass staging;
+//   * that the 16-byte shared-memory reads of every quarter-warp hit distinct bank groups.
+// Prints one line per failure and exits 1 if any.
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "core/half.h"
+#include "gguf/dequant.h"
+#include "kernels/cuda/matmul_kernels.cuh"
+#include "kernels/qweight_layout.h"
+
+using namespace inferlab;
+using namespace inferlab::cuda;
+
+static int g_fail = 0;
+#define FAIL(...)                   \
+  do {                              \
+    std::printf("FAIL: " __VA_ARGS__); \
+    std::printf("\n");              \
+    ++g_fail;                       \
+  } while (0)
+
+struct ScaleField { int off; };
+// fp16 scale fields (d, dmin, m) per type, set to small sane values in random blocks.
+static std::vector<int> scale_offsets(GGMLType t) {
+  switch (t) {
+    case GGMLType::Q4_0: case GGMLType::Q5_0: case GGMLType::Q8_0: return {0};
+    case GGMLType::Q4_1: case GGMLType::Q5_1: return {0, 2};
+    case GGMLType::Q2_K: return {80, 82};
+    case GGMLType::Q3_K: return {108};
+    case GGMLType::Q4_K: case GGMLType::Q5_K: return {0, 2};
+    case GGMLType::Q6_K: return {208};
+    default: return {};
+  }
+}
+
+static std::vector<uint8_t> random_weight(GGMLType t, int64_t n, int64_t k, std::mt19937& g) {
+  const int64_t rb = ggml_row_size(t, k);
+  std::vector<uint8_t> raw((size_t)(n * rb));
+  std::normal_distribution<float> nd(0.f, 1.f);
+  if (t == GGMLType::F32) {
+    for (int64_t i = 0; i < n * k; ++i) { float v = nd(g); std::memcpy(&raw[4 * i], &v, 4); }
+  } else if (t == GGMLType::F16) {
+    for (int64_t i = 0; i < n * k; ++i) { uint16_t h = f32_to_fp16(nd(g)); std::memcpy(&raw[2 * i], &h, 2); }
+  } else if (t == GGMLType::BF16) {
+    for (int64_t i = 0; i < n * k; ++i) { uint16_t h = f32_to_bf16(nd(g)); std::memcpy(&raw[2 * i], &h, 2); }
+  } else {
+    for (auto& b : raw) b = (uint8_t)(g() & 0xff);
+    const int64_t ts = ggml_type_traits((int32_t)t)->type_size;
+    std::uniform_real_distribution<float> ud(0.002f, 0.05f);
+    for (int64_t b = 0; b < (int64_t)raw.size() / ts; ++b)
+      for (int off : scale_offsets(t)) {
+        uint16_t h = f32_to_fp16(ud(g) * ((g() & 1) ? 1.f : -1.f));
+        std::memcpy(&raw[b * ts + off], &h, 2);
+      }
+  }
+  return raw;
+}
+
+template <GGMLType TY>
+static void check_type(std::mt19937& g) {
+  using Q = QT<TY>;
+  const char* name = ggml_type_traits((int32_t)TY)->name;
+  const int64_t bs = ggml_type_traits((int32_t)TY)->block_size;
+  const bool is_float = Q::IS_FLOAT;
+  struct Shape { int64_t n, k; };
+  std::vector<Shape> shapes = {{37, 512}, {16, 2048}, {19, 3072}};
+  if (bs == 32) shapes.push_back({21, 896});
+  if (is_float) shapes.push_back({5, 80});
+  for (Shape sh : shapes) {
+    const int64_t n = sh.n, k = sh.k;
+    std::vector<uint8_t> raw = random_weight(TY, n, k, g);
+    std::vector<float> ref((size_t)(n * k));
+    const int64_t rb = ggml_row_size(TY, k);
+    for (int64_t r = 0; r < n; ++r) dequantize_row(TY, raw.data() + r * rb, ref.data() + r * k, k);
+
+    std::vector<uint8_t> split;
+    QView v;
+    v.n = n;
+    v.k = k;
+    if (is_float) {
+      v.pay = raw.data();
+      v.nb = k / 16;
+    } else {
+      split.resize((size_t)split_total_bytes(TY, n, k));
+      split_from_gguf(TY, n, k, raw.data(), split.data());
+      v.pay = split.data();
+      v.side = split.data() + split_side_offset(TY, n, k);
+      v.nb = k / bs;
+      // Round trip of the layout conversion.
+      std::vector<uint8_t> back(raw.size());
+      gguf_from_split(TY, n, k, split.data(), back.data());
+      if (back != raw) FAIL("%s: gguf_from_split(split_from_gguf(raw)) != raw", name);
+    }
+
+    // dequant_unit over the whole matrix and dequant_element on a sample.
+    for (int64_t r = 0; r < n; ++r)
+      for (int64_t b = 0; b < v.nb; ++b)
+        for (int sub = 0; sub < Q::LPB; ++sub) {
+          float out[Q::RUNS * 16];
+          dequant_unit<TY>(v, r, b, sub, out);
+          for (int j = 0; j < Q::RUNS; ++j)
+            for (int e = 0; e < 16; ++e) {
+              const int64_t col = b * Q::QK + Q::run_offset(sub, j) + e;
+              const float want = ref[r * k + col], got = out[16 * j + e];
+              if (!(got == want)) {
+                FAIL("%s dequant_unit n=%lld k=%lld row %lld col %lld: got %g want %g", name, (long long)n, (long long)k,
+                     (long long)r, (long long)col, got, want);
+                return;
+              }
+            }
+        }
+    for (int s = 0; s < 200; ++s) {
+      const int64_t r = g() % n, c = g() % k;
+      const float got = dequant_element<TY>(v, r, c), want = ref[r * k + c];
+      if (!(got == want)) {
+        FAIL("%s dequant_element [%lld, %lld]: got %g want %g", name, (long long)r, (long long)c, got, want);
+        return;
+      }
+    }
+
+    // Decode kernel emulation.
+    for (int T : {1, 2, 3, 5, 8}) {
+      for (int force_passes : {0, 1}) {
+        std::vector<float> x((size_t)(T * k));
+        std::normal_distribution<float> nd(0.f, 1.f);
+        for (auto& xv : x) xv = nd(g);
+        MmvArgs a;
+        a.w = v;
+        a.x = x.data();
+        a.x_kind = kXF32;
+        a.x_vec = true;
+        a.y = nullptr;
+        a.y_f16 = false;
+        a.bias = nullptr;
+        a.t = T;
+        mmv_plan<Q>(a);
+        constexpr int BPS = 32 / Q::LPB;
+        constexpr int64_t STEP_ELEMS = (int64_t)BPS * Q::QK;
+        if (force_passes) {
+          if (k <= STEP_ELEMS) continue;
+          a.kc = (int)STEP_ELEMS;
+          a.spc = 1;
+        }
+        const int64_t nsteps = (v.nb + BPS - 1) / BPS;
+        std::vector<float> xs((size_t)(T * a.kc) + 64), xsum((size_t)(T * (a.kc / 16)) + 4);
+        std::vector<double> y((size_t)(T * n), 0.0);
+        std::vector<bool> written((size_t)(T * n), false);
+        const int64_t nblocks = (n + kMmvRowsPerBlock - 1) / kMmvRowsPerBlock;
+        for (int64_t blk = 0; blk < nblocks; ++blk) {
+          // Per warp, per lane state.
+          constexpr int W = kMmvWarps;
+          std::vector<std::array<std::array<float, 8>, kMmvRows>> acc((size_t)W * 32);
+          for (auto& a1 : acc) for (auto& a2 : a1) a2.fill(0.f);
+          int64_t staged = -1;
+          for (int64_t s = 0; s < nsteps; ++s) {
+            const int64_t c = s / a.spc, c0 = c * a.spc * STEP_ELEMS;
+            if (c != staged) {
+              const int len = (int)imin64(a.kc, k - c0);
+              std::fill(xs.begin(), xs.end(), NAN);
+              std::fill(xsum.begin(), xsum.end(), NAN);
+              for (int i = 0; i < T * (len / 16); ++i) stage_x_item(a, i, xs.data(), xsum.data(), c0, len);
+              staged = c;
+            }
+            for (int w = 0; w < W; ++w) {
+              const int64_t row0 = (blk * W + w) * kMmvRows;
+              int64_t rows[kMmvRows];
+              for (int r = 0; r < kMmvRows; ++r) rows[r] = imin64(row0 + r, n - 1);
+              // Bank groups of this step's shared reads, per quarter-warp.
+              for (int qw = 0; qw < 4; ++qw)
+                for (int j = 0; j < Q::RUNS; ++j)
+                  for (int i = 0; i < 4; ++i) {
+                    int used = 0;
+                    for (int l = 8 * qw; l < 8 * qw + 8; ++l) {
+                      const int64_t b = s * BPS + l / Q::LPB;
+                      if (b >= v.nb) continue;
+                      const int unit = (mmv_x_offset<Q>(l, s, c0, j, i) / 4) & 7;
+                      if (used & (1 << unit)) {
+                        FAIL("%s: bank conflict step %lld quarter-warp %d run %d quarter %d", name, (long long)s, qw, j, i);
+                        return;
+                      }
+                      used |= 1 << unit;
+                    }
+                  }
+              for (int l = 0; l < 32; ++l) {
+                typename Q::Regs regs[kMmvRows];
+                mmv_load_step<TY>(regs, a, rows, s, l);
+                float acc_l[kMmvRows][8];
+                for (int r = 0; r < kMmvRows; ++r)
+                  for (int t = 0; t < 8; ++t) acc_l[r][t] = acc[w * 32 + l][r][t];
+                mmv_compute_step<TY, 8>(regs, a, l, s, c0, xs.data(), xsum.data(), T, acc_l);
+                for (int r = 0; r < kMmvRows; ++r)
+                  for (int t = 0; t < 8; ++t) acc[w * 32 + l][r][t] = acc_l[r][t];
+              }
+            }
+          }
+          for (int w = 0; w < W; ++w)
+            for (int r = 0; r < kMmvRows; ++r) {
+              const int64_t row = (blk * W + w) * kMmvRows + r;
+              if (row >= n) continue;
+              for (int t = 0; t < T; ++t) {
+                double sum = 0;
+                for (int l = 0; l < 32; ++l) sum += acc[w * 32 + l][r][t];
+                y[t * n + row] = sum;
+                written[t * n + row] = true;
+              }
+            }
+        }
+        for (int64_t r = 0; r < n; ++r)
+          for (int t = 0; t < T; ++t) {
+            double want = 0, mag = 0;
+            for (int64_t i = 0; i < k; ++i) {
+              want += (double)x[t * k + i] * ref[r * k + i];
+              mag += std::fabs((double)x[t * k + i] * ref[r * k + i]);
+            }
+            const double got = y[t * n + r];
+            if (!written[t * n + r] || !(std::fabs(got - want) <= 1e-5 * mag + 1e-6)) {
+              FAIL("%s mmv n=%lld k=%lld T=%d passes=%d row %lld t %d: got %g want %g (|terms| %g)", name, (long long)n,
+                   (long long)k, T, force_passes, (long long)r, t, got, want, mag);
+              return;
+            }
+          }
+      }
+    }
+  }
+  std::printf("ok %s\n", name);
+}
+
+int main() {
+  std::mt19937 g(12345);
+  check_type<GGMLType::F32>(g);
+  check_type<GGMLType::F16>(g);
+  check_type<GGMLType::BF16>(g);
+  check_type<GGMLType::Q4_0>(g);
+  check_type<GGMLType::Q4_1>(g);
+  check_type<GGMLType::Q5_0>(g);
+  check_type<GGMLType::Q5_1>(g);
+  check_type<GGMLType::Q8_0>(g);
+  check_type<GGMLType::Q2_K>(g);
+  check_type<GGMLType::Q3_K>(g);
+  check_type<GGMLType::Q4_K>(g);
+  check_type<GGMLType::Q5_K>(g);
+  check_type<GGMLType::Q6_K>(g);
+  if (g_fail) {
+    std::printf("%d failures\n", g_fail);
+    return 1;
+  }
+  std::printf("all ok\n");
+  return 0;
+}

@@ -1,0 +1,438 @@
+"""matmul on GGUF weights: every type against x @ dequantize(W).T (float64, gguf-py's dequantizer).
+
+Weights: random floats quantized by gguf-py where it can (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0);
+random bytes with small finite fp16 scales for the K-quants. Layer shapes come from MODEL_SHAPES; on the
+CPU the number of rows is trimmed (K is always the real one). Outputs are poisoned with NaN before each
+run. Tolerance: factor(path, K) * (|x| @ |W|.T) (+ fp16 output rounding), where the factor follows the
+precision of the path taken (see inferlab.kernels._matmul).
+"""
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+import inferlab
+from inferlab import reference as R
+from inferlab.kernels import QWeight, matmul
+from conftest import DEVICES, MODEL_SHAPES
+
+gguf = pytest.importorskip("gguf")
+from gguf import GGMLQuantizationType as G  # noqa: E402
+
+ALL_TYPES = ["F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"]
+QUANTIZABLE = {"BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0"}
+# Offsets of the fp16 scale fields (d, dmin / m) inside a block, for random K-quant blocks.
+SCALE_FIELDS = {"Q2_K": (80, 82), "Q3_K": (108,), "Q4_K": (0, 2), "Q5_K": (0, 2), "Q6_K": (208,)}
+DECODE_MAX_T = 8
+
+
+def block_size(t: str) -> int:
+    return gguf.GGML_QUANT_SIZES[G[t]][0]
+
+
+def layer_shapes(model: str) -> dict:
+    """(N, K) of the matmuls of one transformer layer (and the output head) of a model."""
+    s = MODEL_SHAPES[model]
+    d, hq, hkv, hd, ffn = s["d"], s["hq"], s["hkv"], s["hd"], s["ffn"]
+    return {
+        "qkv": ((hq + 2 * hkv) * hd, d),
+        "o": (d, hq * hd),
+        "gate_up": (2 * ffn, d),
+        "down": (d, ffn),
+        "head": (s["vocab"], d),
+    }
+
+
+def make_weight(rng, t: str, n: int, k: int) -> np.ndarray:
+    """Raw GGUF bytes [n, row_bytes] of a random weight of type t."""
+    if t == "F32":
+        return (rng.standard_normal((n, k)) * 0.05).astype(np.float32).view(np.uint8)
+    if t == "F16":
+        return (rng.standard_normal((n, k)) * 0.05).astype(np.float16).view(np.uint8)
+    if t in QUANTIZABLE:
+        w = (rng.standard_normal((n, k)) * rng.uniform(0.01, 0.2)).astype(np.float32)
+        return gguf.quants.quantize(w, G[t]).view(np.uint8).reshape(n, -1)
+    bs, ts = gguf.GGML_QUANT_SIZES[G[t]]
+    raw = rng.integers(0, 256, size=(n, k // bs * ts), dtype=np.uint8)
+    blocks = raw.reshape(-1, ts)
+    for off in SCALE_FIELDS[t]:
+        sc = (rng.uniform(0.002, 0.05, size=blocks.shape[0]) * rng.choice([-1, 1], size=blocks.shape[0]))
+        blocks[:, off:off + 2] = sc.astype(np.float16).view(np.uint8).reshape(-1, 2)
+    return raw
+
+
+def ref_dequant(raw: np.ndarray, t: str, n: int, k: int) -> np.ndarray:
+    return gguf.quants.dequantize(raw.reshape(n, -1), G[t]).astype(np.float64).reshape(n, k)
+
+
+def path_of(device: str, t: str, T: int) -> str:
+    """Which precision path the op takes (see kernels/_matmul.py)."""
+    if device == "cpu" or T <= DECODE_MAX_T or t == "F32":
+        return "fp32"
+    return "bf16" if t == "BF16" else "fp16"
+
+
+def tolerance(path: str, K: int, mag: np.ndarray, ref: np.ndarray, out_dtype: str, t: str) -> np.ndarray:
+    u32 = 2.0 ** -24
+    # float32 accumulation; quantized types are accumulated as s * sum(x q) + m * sum(x), whose terms can be
+    # larger than |x| |w| -- hence the larger constant.
+    f = (1.0 if t in ("F32", "F16", "BF16") else 4.0) * np.sqrt(K) * u32
+    if path == "fp16":
+        f += 2.5 * 2.0 ** -11  # x and W rounded to fp16: each product off by <= ~2 u16
+    elif path == "bf16":
+        f += 1.5 * 2.0 ** -8   # x rounded to bf16 (BF16 weights are exact)
+    tol = f * mag + 1e-30
+    if out_dtype == "float16":
+        tol = tol + 2.0 ** -11 * np.abs(ref) + 6e-8
+    return tol
+
+
+def run_and_check(rng, device, t, n, k, T, *, x_dtype="float32", bias=False, out_dtype="float32", w=None,
+                  raw=None, x=None, label=""):
+    if raw is None:
+        raw = make_weight(rng, t, n, k)
+    if w is None:
+        w = QWeight.from_bytes(raw, t, n, k, device=device)
+    W = ref_dequant(raw, t, n, k)
+    if x is None:
+        x = rng.standard_normal((T, k)).astype(np.float32)
+    x = np.asarray(x).astype(inferlab._tensor.np_dtype(x_dtype))
+    b = (rng.standard_normal(n) * 0.5).astype(np.float32) if bias else None
+    out = inferlab.DeviceArray.from_numpy(np.full((T, n), np.nan, dtype=np.dtype(out_dtype)), device)
+    res = matmul(x, w, bias=b, out=out)
+    assert res is out
+    y = out.numpy().astype(np.float64)
+    xf = x.astype(np.float64)
+    ref = xf @ W.T + (b.astype(np.float64) if bias else 0.0)
+    mag = np.abs(xf) @ np.abs(W).T
+    tol = tolerance(path_of(device, t, T), k, mag, ref, out_dtype, t)
+    err = np.abs(y - ref)
+    bad = ~(err <= tol)  # NaN (unwritten) counts as bad
+    if bad.any():
+        i = np.argwhere(bad)[0]
+        pytest.fail(f"{label} {t} [{n}x{k}] T={T} {device}: {bad.sum()} bad of {bad.size}; first at {tuple(i)}: "
+                    f"got {y[tuple(i)]}, want {ref[tuple(i)]}, tol {tol[tuple(i)]:.3g}")
+    return y, ref
+
+
+# --------------------------------------------------------------------------------------------------------
+# Every type at real layer shapes, odd T
+# --------------------------------------------------------------------------------------------------------
+SHAPE_CASES = [
+    ("qwen2.5-0.5b", "down"), ("qwen2.5-0.5b", "qkv"), ("smollm2-135m", "down"), ("smollm2-135m", "gate_up"),
+    ("gpt2", "down"), ("phi3-mini-4k", "qkv"), ("phi3-mini-4k", "down"), ("llama3-8b", "down"),
+    ("llama3-8b", "o"),
+]
+
+
+def _cases():
+    out = []
+    for t in ALL_TYPES:
+        for model, layer in SHAPE_CASES:
+            n, k = layer_shapes(model)[layer]
+            if k % block_size(t):
+                continue  # GGUF files use another type for such tensors
+            out.append(pytest.param(t, model, layer, id=f"{t}-{model}-{layer}"))
+    return out
+
+
+@pytest.mark.parametrize("t,model,layer", _cases())
+@pytest.mark.parametrize("device", DEVICES)
+def test_every_type_real_shapes(device, rng, t, model, layer):
+    n, k = layer_shapes(model)[layer]
+    n = min(n, 72 if device == "cpu" else 1000)  # not a multiple of the 16 rows of a CUDA block
+    Ts = (1, 3, 8, 17) if device == "cpu" else (1, 2, 3, 4, 5, 6, 7, 8, 9, 17)
+    raw = make_weight(rng, t, n, k)
+    w = QWeight.from_bytes(raw, t, n, k, device=device)
+    for T in Ts:
+        run_and_check(rng, device, t, n, k, T, raw=raw, w=w, label=f"{model}/{layer}")
+
+
+@pytest.mark.parametrize("t", ALL_TYPES)
+@pytest.mark.parametrize("device", DEVICES)
+def test_awkward_sizes(device, rng, t):
+    """Tiny and odd shapes: one block per row, one row, N not a multiple of anything."""
+    bs = max(block_size(t), 32)
+    for n, k, T in [(1, bs, 1), (3, bs, 2), (33, 2 * bs, 5), (17, 4 * bs, 1), (5, bs, 11)]:
+        run_and_check(rng, device, t, n, k, T)
+
+
+@pytest.mark.parametrize("t", ["F32", "F16", "BF16"])
+@pytest.mark.parametrize("device", DEVICES)
+def test_float_weights_any_k(device, rng, t):
+    """Float weights need no block alignment: odd K (CUDA falls back to cuBLAS for K % 16 != 0)."""
+    for n, k, T in [(7, 50, 1), (9, 97, 3), (4, 1, 1), (12, 33, 12)]:
+        run_and_check(rng, device, t, n, k, T)
+
+
+@pytest.mark.parametrize("t", ["Q4_1", "Q8_0", "Q4_K", "Q6_K", "F16", "BF16"])
+@pytest.mark.parametrize("device", DEVICES)
+def test_bias_and_f16_output(device, rng, t):
+    n, k = layer_shapes("qwen2.5-0.5b")["qkv"] if block_size(t) < 256 else layer_shapes("phi3-mini-4k")["o"]
+    n = min(n, 200)
+    for T in (1, 5, 19):
+        for bias in (False, True):
+            for od in ("float32", "float16"):
+                run_and_check(rng, device, t, n, k, T, bias=bias, out_dtype=od)
+
+
+@pytest.mark.parametrize("x_dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("t", ["Q4_0", "Q5_K", "F16", "BF16", "F32"])
+@pytest.mark.parametrize("device", DEVICES)
+def test_half_activations(device, rng, t, x_dtype):
+    for T in (1, 4, 12):
+        run_and_check(rng, device, t, 48, 512, T, x_dtype=x_dtype)
+
+
+@pytest.mark.parametrize("t", ["Q4_K", "Q8_0", "F16"])
+@pytest.mark.parametrize("device", DEVICES)
+def test_large_activations_do_not_overflow(device, rng, t):
+    """Qwen2.5-like outliers: |x| up to 2e5, beyond fp16's range; the prefill path must rescale."""
+    k = 1024
+    for T in (3, 40):
+        x = rng.standard_normal((T, k)).astype(np.float32)
+        x[:, rng.integers(0, k, size=4)] *= 2e5
+        y, _ = run_and_check(rng, device, t, 64, k, T, x=x)
+        assert np.isfinite(y).all()
+
+
+def test_cpu_threads_cover_all_rows(rng):
+    """Enough work to go through the worker pool: N large, T=1 and T=9."""
+    t, n, k = "Q4_1", 3000, 576
+    raw = make_weight(rng, t, n, k)
+    w = QWeight.from_bytes(raw, t, n, k)
+    for T in (1, 9):
+        run_and_check(rng, "cpu", t, n, k, T, raw=raw, w=w)
+
+
+def test_empty_batch_and_vector_input(rng):
+    raw = make_weight(rng, "Q8_0", 10, 64)
+    w = QWeight.from_bytes(raw, "Q8_0", 10, 64)
+    y = matmul(np.zeros((0, 64), np.float32), w)
+    assert y.shape == (0, 10)
+    x = rng.standard_normal(64).astype(np.float32)
+    y = matmul(x, w)
+    assert y.shape == (10,)
+    np.testing.assert_allclose(y, R.matmul(x, w), rtol=1e-5, atol=1e-5)
+
+
+# --------------------------------------------------------------------------------------------------------
+# CUDA: decode for every T in 1..8 at full layer shapes, prefill at T=512
+# --------------------------------------------------------------------------------------------------------
+@pytest.mark.cuda
+@pytest.mark.parametrize("t", ALL_TYPES)
+def test_cuda_decode_full_shapes(rng, t):
+    for model, layer in [("phi3-mini-4k", "gate_up"), ("llama3-8b", "down"), ("qwen2.5-0.5b", "head")]:
+        n, k = layer_shapes(model)[layer]
+        if k % block_size(t):
+            continue
+        raw = make_weight(rng, t, n, k)
+        w = QWeight.from_bytes(raw, t, n, k, device="cuda")
+        for T in range(1, DECODE_MAX_T + 1):
+            run_and_check(rng, "cuda", t, n, k, T, raw=raw, w=w, label=f"{model}/{layer}")
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("t", ALL_TYPES)
+def test_cuda_prefill(rng, t):
+    n, k = 1536, 4096
+    raw = make_weight(rng, t, n, k)
+    w = QWeight.from_bytes(raw, t, n, k, device="cuda")
+    for T in (512, 97):
+        run_and_check(rng, "cuda", t, n, k, T, raw=raw, w=w, bias=(T == 97))
+    run_and_check(rng, "cuda", t, n, k, 64, raw=raw, w=w, out_dtype="float16", bias=True)
+
+
+@pytest.mark.cuda
+def test_cuda_matches_cpu_on_device_arrays(rng):
+    """DeviceArray in, DeviceArray out; the same weight on both devices agrees."""
+    t, n, k = "Q5_1", 300, 1024
+    raw = make_weight(rng, t, n, k)
+    wc, wg = QWeight.from_bytes(raw, t, n, k), QWeight.from_bytes(raw, t, n, k, device="cuda")
+    x = rng.standard_normal((6, k)).astype(np.float32)
+    yc = matmul(x, wc)
+    yg = matmul(inferlab.DeviceArray.from_numpy(x, "cuda"), wg)
+    assert isinstance(yg, inferlab.DeviceArray) and yg.device == "cuda"
+    np.testing.assert_allclose(yg.numpy(), yc, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("t", ALL_TYPES)
+def test_cuda_layout_round_trip(rng, t):
+    n, k = 40, 512
+    raw = make_weight(rng, t, n, k)
+    w = QWeight.from_bytes(raw, t, n, k, device="cuda")
+    assert w.layout == (0 if t in ("F32", "F16", "BF16") else 1)
+    assert np.array_equal(w.gguf_bytes(), raw.reshape(-1))
+    np.testing.assert_array_equal(w.dense("float16").numpy(),
+                                  ref_dequant(raw, t, n, k).astype(np.float32).astype(np.float16))
+
+
+# --------------------------------------------------------------------------------------------------------
+# QWeight construction
+# --------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("t", ALL_TYPES)
+def test_qweight_properties_and_dequantize(rng, t):
+    n, k = 9, 512
+    raw = make_weight(rng, t, n, k)
+    w = QWeight.from_bytes(raw, t, n, k, name="blk.0.attn_q.weight")
+    assert w.type == t and w.shape == (n, k) and w.device == "cpu" and w.layout == 0
+    assert w.nbytes == raw.size and w.name == "blk.0.attn_q.weight"
+    assert np.array_equal(w.gguf_bytes(), raw.reshape(-1))
+    np.testing.assert_array_equal(w.dequantize().astype(np.float64), ref_dequant(raw, t, n, k))
+    np.testing.assert_array_equal(R.dequantize_weight(w), ref_dequant(raw, t, n, k))
+    assert t in repr(w)
+    np.testing.assert_array_equal(w.dense("float32").numpy().astype(np.float64), ref_dequant(raw, t, n, k))
+    np.testing.assert_array_equal(w.dense("float16").numpy(), ref_dequant(raw, t, n, k).astype(np.float32).astype(np.float16))
+
+
+def _write_gguf(path, tensors):
+    wr = gguf.GGUFWriter(str(path), "llama")
+    for name, (raw, t) in tensors.items():
+        wr.add_tensor(name, raw, raw_dtype=G[t])
+    wr.write_header_to_file()
+    wr.write_kv_data_to_file()
+    wr.write_tensors_to_file()
+    wr.close()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_from_gguf(tmp_path, rng, device):
+    q8 = make_weight(rng, "Q8_0", 24, 256)
+    k4 = make_weight(rng, "Q4_K", 5, 512)
+    vec = np.zeros(16, np.float32).view(np.uint8)
+    path = tmp_path / "w.gguf"
+    _write_gguf(path, {"a.weight": (q8, "Q8_0"), "b.weight": (k4, "Q4_K"), "norm": (vec, "F32")})
+    w1 = QWeight.from_gguf(path, "a.weight", device=device)
+    assert w1.type == "Q8_0" and w1.shape == (24, 256) and w1.device == device and w1.name == "a.weight"
+    with inferlab.GGUFFile(path) as f:
+        w2 = QWeight.from_gguf(f, "b.weight", device=device)
+        with pytest.raises(inferlab.GGUFError):
+            QWeight.from_gguf(f, "missing.weight", device=device)
+        with pytest.raises(ValueError, match="2-D"):
+            QWeight.from_gguf(f, "norm", device=device)
+    assert w2.type == "Q4_K" and w2.shape == (5, 512)
+    assert np.array_equal(w2.gguf_bytes(), k4.reshape(-1))
+    x = rng.standard_normal((2, 256)).astype(np.float32)
+    np.testing.assert_allclose(matmul(x, w1), R.matmul(x, w1), rtol=1e-5, atol=1e-4)
+    with pytest.raises(ValueError, match="closed"):
+        QWeight.from_gguf(f, "a.weight")
+    with pytest.raises(FileNotFoundError):
+        QWeight.from_gguf(tmp_path / "nope.gguf", "a.weight")
+
+
+# --------------------------------------------------------------------------------------------------------
+# Bad input
+# --------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("device", DEVICES)
+def test_bad_inputs(device, rng):
+    raw = make_weight(rng, "Q4_0", 8, 64)
+    w = QWeight.from_bytes(raw, "Q4_0", 8, 64, device=device)
+    x = rng.standard_normal((2, 64)).astype(np.float32)
+    with pytest.raises(ValueError, match="k=64"):
+        matmul(rng.standard_normal((2, 96)).astype(np.float32), w)
+    with pytest.raises(ValueError, match="x has dtype int32"):
+        matmul(x.astype(np.int32), w)
+    with pytest.raises(ValueError, match="x has dtype float64"):
+        matmul(x.astype(np.float64), w)
+    with pytest.raises(ValueError, match="bias"):
+        matmul(x, w, bias=np.zeros(8, np.float16))
+    with pytest.raises(ValueError, match="bias"):
+        matmul(x, w, bias=np.zeros(9, np.float32))
+    with pytest.raises(ValueError, match="out_dtype"):
+        matmul(x, w, out_dtype="bfloat16")
+    with pytest.raises(ValueError, match="x must be"):
+        matmul(np.zeros((2, 2, 64), np.float32), w)
+    with pytest.raises(ValueError, match="out"):
+        matmul(x, w, out=inferlab.DeviceArray.empty((3, 8), "float32", device))
+    with pytest.raises(ValueError, match="out|y has dtype"):
+        matmul(x, w, out=inferlab.DeviceArray.empty((2, 8), "int32", device))
+    with pytest.raises(ValueError, match="QWeight"):
+        matmul(x, np.zeros((8, 64), np.float32))
+    other = "cuda" if device == "cpu" else "cpu"
+    with pytest.raises(ValueError, match="device"):
+        matmul(x, w, device=other)
+
+
+@pytest.mark.cuda
+def test_bad_inputs_cross_device(rng):
+    w = QWeight.from_bytes(make_weight(rng, "Q8_0", 8, 64), "Q8_0", 8, 64, device="cuda")
+    xc = inferlab.DeviceArray.from_numpy(rng.standard_normal((2, 64)).astype(np.float32), "cpu")
+    with pytest.raises(ValueError, match="x is on cpu"):
+        matmul(xc, w)
+
+
+def test_bad_weights(rng):
+    with pytest.raises(ValueError, match="not a multiple of the Q4_K block size 256"):
+        QWeight.from_bytes(np.zeros(144, np.uint8), "Q4_K", 1, 128)
+    with pytest.raises(ValueError, match="not a multiple of the Q8_0 block size 32"):
+        QWeight.from_bytes(np.zeros(34 * 3, np.uint8), "Q8_0", 3, 40)
+    with pytest.raises(ValueError, match="needs 288"):
+        QWeight.from_bytes(np.zeros(144, np.uint8), "Q4_K", 2, 256)
+    with pytest.raises(NotImplementedError, match="IQ2_XXS"):
+        QWeight.from_bytes(np.zeros(66, np.uint8), "IQ2_XXS", 1, 256)
+    with pytest.raises(NotImplementedError, match="Q8_K"):
+        QWeight.from_bytes(np.zeros(292, np.uint8), "Q8_K", 1, 256)
+    with pytest.raises(ValueError, match="unknown GGML type name"):
+        QWeight.from_bytes(np.zeros(16, np.uint8), "Q9_9", 1, 16)
+    with pytest.raises(ValueError, match="positive"):
+        QWeight.from_bytes(np.zeros(0, np.uint8), "F32", 0, 4)
+    with pytest.raises(ValueError, match="uint8"):
+        QWeight.from_bytes(np.zeros(4, np.float32), "F32", 1, 4)
+    with pytest.raises(ValueError, match="device"):
+        QWeight.from_bytes(np.zeros(16, np.uint8), "F32", 1, 4, device="tpu")
+    with pytest.raises(TypeError):
+        QWeight.from_gguf(123, "x")
+
+
+def test_reference_formula(rng):
+    """The reference is the plain formula: x @ W.T + b in float64, for arrays and QWeights alike."""
+    x = rng.standard_normal((3, 32))
+    W = rng.standard_normal((5, 32))
+    b = rng.standard_normal(5)
+    np.testing.assert_allclose(R.matmul(x, W, b), x @ W.T + b)
+    raw = make_weight(rng, "Q8_0", 5, 32)
+    w = QWeight.from_bytes(raw, "Q8_0", 5, 32)
+    np.testing.assert_allclose(R.matmul(x, w), x @ ref_dequant(raw, "Q8_0", 5, 32).T)
+
+
+# --------------------------------------------------------------------------------------------------------
+# The CUDA kernels' lane logic, emulated on the host (no GPU needed)
+# --------------------------------------------------------------------------------------------------------
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def _cuda_include():
+    for d in (os.environ.get("CUDA_HOME"), "/usr/local/cuda"):
+        if d and (pathlib.Path(d) / "include" / "cuda_fp16.h").exists():
+            return pathlib.Path(d) / "include"
+    return None
+
+
+@pytest.mark.slow
+def test_cuda_lane_logic_emulated(tmp_path):
+    """Builds tests/cuda_emu/mmv_emu.cpp with g++ against the CUDA headers and the core library of the
+    build in INFERLAB_CORE_DIR, and runs it: device block decoders vs dequantize_row, the decode kernel's
+    per-lane work summed like its warp reduction vs a float64 dot, and bank-conflict freedom."""
+    inc = _cuda_include()
+    core_dir = os.environ.get("INFERLAB_CORE_DIR")
+    lib = pathlib.Path(core_dir) / "libinferlab_core.a" if core_dir else None
+    gxx = shutil.which("g++")
+    if inc is None or lib is None or not lib.exists() or gxx is None:
+        pytest.skip("needs g++, CUDA headers and INFERLAB_CORE_DIR pointing at a build with libinferlab_core.a")
+    exe = tmp_path / "mmv_emu"
+    cmd = [gxx, "-std=c++17", "-O1", "-Wno-unknown-pragmas", f"-I{ROOT / 'csrc'}", f"-I{inc}",
+           str(ROOT / "tests" / "cuda_emu" / "mmv_emu.cpp"), str(lib), "-lpthread", "-o", str(exe)]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0 and "undefined reference" in r.stderr:  # a CUDA build's library: add the runtime
+        libdir = inc.parent / "lib64"
+        r = subprocess.run(cmd + [f"-L{libdir}", f"-Wl,-rpath,{libdir}", "-lcublas", "-lcudart", "-ldl", "-lrt"],
+                           capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-4000:]
+    r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and "all ok" in r.stdout, r.stdout[-4000:]
