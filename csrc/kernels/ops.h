@@ -75,7 +75,17 @@ void sample(const Tensor& logits, const SamplingParams& p, const Tensor& prev_to
 // Accumulates in float32.
 void matmul(const Tensor& x, const QWeight& w, Tensor& y, const Tensor& bias = Tensor());
 
-// Writes k, v [T, Hkv, D] of layer `layer` into the cache at (seq_slots[t], positions[t]); both [T] int32.
+// ---- attention (kernels/ops_attention.cpp, cpu/attention.cpp, cuda/attention_{prefill,decode}.cu) ----
+// Shapes: Hq % Hkv == 0 (query head h reads kv-head h / (Hq / Hkv)); D (head_dim) in {64, 80, 96, 128}.
+// dtypes: CPU: q, k, v, out and the cache each F32, F16 or BF16. CUDA: q, k, v, out and the cache share one
+// dtype, F16 or BF16 (tensor cores; data pointers 16-byte aligned). Math in float32 (online softmax, fp32
+// accumulation, O(T) memory). scale > 0 (usually 1/sqrt(D)). window == 0: off; window > 0: the query at
+// position p sees only keys at positions > p - window (with causal: keys in (p - window, p]).
+// A query row that sees no key at all gets zeros.
+
+// Writes k, v [T, Hkv, D] (any float dtype; converted to the cache dtype) of layer `layer` into the cache at
+// (seq_slots[t], positions[t]); both [T] int32 on the cache's device. CPU: out-of-range slots/positions
+// throw ValueError before anything is written; CUDA: such tokens are skipped (check on the host).
 void kv_cache_store(KVCache& cache, int layer, const Tensor& k, const Tensor& v, const Tensor& seq_slots,
                     const Tensor& positions);
 
@@ -84,12 +94,15 @@ void kv_cache_store(KVCache& cache, int layer, const Tensor& k, const Tensor& v,
 void attention_prefill(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& out, float scale,
                        bool causal, int window);
 // Chunked prefill over the cache: q [T, Hq, D] holds positions [start_pos, start_pos + T) of sequence slot
-// `seq`, whose K/V (including these T tokens) are already stored. Causal; window as above.
+// `seq`, whose K/V (including these T tokens) are already stored (kv_cache_store). Causal: query t attends
+// to cached keys 0 .. start_pos + t; window as above. start_pos + T <= max_tokens. out [T, Hq, D].
 void attention_prefill_cached(const Tensor& q, const KVCache& cache, int layer, int seq, int start_pos,
                               Tensor& out, float scale, int window);
-// One new token per sequence: q [B, Hq, D] (row b is slot b), seq_lens [B] int32 on the op's device = number
-// of cached tokens of slot b including the new one. out [B, Hq, D]. Launch shape does not depend on
-// seq_lens values (CUDA-graph safe).
+// One new token per sequence: q [B, Hq, D] (row b is slot b, B <= n_seqs), seq_lens [B] int32 on the op's
+// device = number of cached tokens of slot b including the new one (its query sits at position
+// seq_lens[b] - 1; 0 gives zeros). out [B, Hq, D]. CPU: seq_lens outside [0, max_tokens] throw ValueError;
+// CUDA: they are clamped on the device. Launch shape does not depend on seq_lens values (CUDA-graph safe);
+// on CUDA it uses the cache's decode workspace (KVCache::reserve_decode_workspace before graph capture).
 void attention_decode(const Tensor& q, const KVCache& cache, int layer, const Tensor& seq_lens, Tensor& out,
                       float scale, int window);
 

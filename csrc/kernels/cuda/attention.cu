@@ -1,1 +1,0 @@
-// PLACEHOLDER: filled in by its area's work.
