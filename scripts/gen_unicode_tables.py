@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""Generates csrc/tokenizer/unicode_data.cpp: the Unicode tables the tokenizers need.
+
+    pip install unicodedataplus==16.0.0.post1
+    python3 scripts/gen_unicode_tables.py            # writes csrc/tokenizer/unicode_data.cpp
+    python3 scripts/gen_unicode_tables.py --check    # exits 1 if the committed file is stale
+
+Two Unicode versions, on purpose, so that we match Hugging Face `tokenizers` exactly:
+  * general categories and White_Space: Unicode 16.0, the version of the Oniguruma regex engine
+    that `tokenizers` uses for \\p{L}, \\p{N}, \\s (checked code point by code point against
+    tokenizers 0.2x; tests/test_tokenizer_unicode.py re-checks it when `tokenizers` is installed);
+  * NFC (canonical decompositions, combining classes, compositions): Unicode 9.0, the version of
+    the `unicode-normalization-alignments` crate behind `tokenizers`' NFC normalizer. Canonical
+    mappings and combining classes never change once assigned, so "Unicode 16 data restricted to
+    characters of Age <= 9.0" is exactly Unicode 9.0.
+unicodedataplus 16.0 carries both the data and the Age property.
+
+Layout of the generated tables (see csrc/tokenizer/unicode.h):
+  flags(cp) = kStage2[kStage1[cp >> 8] * 256 + (cp & 255)]
+    bits 0-4: general category (enum UCat), bit 5: White_Space, bit 6: NFC-unsafe (the character
+    may change under NFC or interact with its neighbours: ccc != 0, NFC_QC != Yes, or a
+    decomposition that starts with such a character); bits 7: unused.
+  kCcc: sorted (cp, ccc) pairs with ccc != 0 (Unicode 9.0)
+  kDecompIndex: sorted (cp, offset, length) into kDecompPool: full canonical decompositions (9.0)
+  kComp: sorted (first << 21 | second, composite) primary composites (9.0), Hangul excluded
+"""
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+OUT = ROOT / "csrc" / "tokenizer" / "unicode_data.cpp"
+
+CATS = ["Lu", "Ll", "Lt", "Lm", "Lo", "Mn", "Mc", "Me", "Nd", "Nl", "No", "Pc", "Pd", "Ps", "Pe", "Pi",
+        "Pf", "Po", "Sm", "Sc", "Sk", "So", "Zs", "Zl", "Zp", "Cc", "Cf", "Cs", "Co", "Cn"]
+# White_Space (PropList.txt); unchanged since Unicode 6.3.
+WHITE_SPACE = set(range(0x09, 0x0E)) | {0x20, 0x85, 0xA0, 0x1680} | set(range(0x2000, 0x200B)) | {
+    0x2028, 0x2029, 0x202F, 0x205F, 0x3000}
+NFC_VERSION = (9, 0)
+SBASE, LBASE, VBASE, TBASE, LCOUNT, VCOUNT, TCOUNT = 0xAC00, 0x1100, 0x1161, 0x11A7, 19, 21, 28
+NCOUNT, SCOUNT = VCOUNT * TCOUNT, LCOUNT * VCOUNT * TCOUNT
+
+
+def build(ud):
+    if ud.unidata_version != "16.0.0":
+        sys.exit(f"need unicodedataplus 16.0.0 (found Unicode {ud.unidata_version})")
+
+    def age(c):
+        a = ud.age(chr(c))
+        return tuple(int(x) for x in a.split(".")) if a and a[0].isdigit() else (99, 0)
+
+    cps = range(0x110000)
+    # --- NFC data at Unicode 9.0
+    ccc, dec1 = {}, {}
+    for c in cps:
+        if 0xD800 <= c <= 0xDFFF or age(c) > NFC_VERSION:
+            continue
+        k = ud.combining(chr(c))
+        if k:
+            ccc[c] = k
+        d = ud.decomposition(chr(c))
+        if d and not d.startswith("<"):
+            dec1[c] = [int(x, 16) for x in d.split()]
+
+    def full(c):
+        return [y for x in dec1[c] for y in full(x)] if c in dec1 else [c]
+
+    decomp = {c: full(c) for c in dec1}
+    comp = {}
+    for c, d in dec1.items():
+        # primary composites: two-char canonical decompositions that NFC keeps (not excluded)
+        if len(d) == 2 and ccc.get(d[0], 0) == 0 and ud.normalize("NFC", chr(c)) == chr(c):
+            comp[(d[0], d[1])] = c
+    maybe = {b for (_, b) in comp} | set(range(VBASE, VBASE + VCOUNT)) | set(range(TBASE + 1, TBASE + TCOUNT))
+    unsafe = set(ccc) | maybe
+    for c, d in decomp.items():
+        if ud.normalize("NFC", chr(c)) != chr(c):  # NFC_QC = No
+            unsafe.add(c)
+        if ccc.get(d[0], 0) or d[0] in maybe:
+            unsafe.add(c)
+    # --- per code point flags
+    flags = bytearray(0x110000)
+    for c in cps:
+        cat = "Cs" if 0xD800 <= c <= 0xDFFF else ud.category(chr(c))
+        f = CATS.index(cat)
+        if c in WHITE_SPACE:
+            f |= 1 << 5
+        if c in unsafe:
+            f |= 1 << 6
+        flags[c] = f
+    return flags, ccc, decomp, comp
+
+
+def emit(flags, ccc, decomp, comp) -> str:
+    blocks, stage1 = {}, []
+    stage2 = bytearray()
+    for hi in range(0x1100):
+        blk = bytes(flags[hi * 256:(hi + 1) * 256])
+        if blk not in blocks:
+            blocks[blk] = len(blocks)
+            stage2 += blk
+        stage1.append(blocks[blk])
+
+    def arr(vals, per_line=24):
+        vals = list(vals)
+        return ",\n".join("  " + ", ".join(str(v) for v in vals[i:i + per_line]) for i in range(0, len(vals), per_line))
+
+    pool, index = [], []
+    for c in sorted(decomp):
+        index.append((c, len(pool), len(decomp[c])))
+        pool += decomp[c]
+    comp_items = sorted(((a << 21) | b, c) for (a, b), c in comp.items())
+    out = [
+        "// GENERATED by scripts/gen_unicode_tables.py -- do not edit.",
+        "// Categories/White_Space: Unicode 16.0; NFC data: Unicode 9.0 (see the script for why).",
+        '#include "tokenizer/unicode.h"',
+        "",
+        "namespace inferlab {",
+        "namespace unicode_data {",
+        "",
+        f"const uint16_t kStage1[{len(stage1)}] = {{\n{arr(stage1)}\n}};",
+        f"const uint8_t kStage2[{len(stage2)}] = {{\n{arr(stage2, 32)}\n}};",
+        f"const size_t kNumCcc = {len(ccc)};",
+        f"const uint32_t kCcc[{len(ccc)}][2] = {{\n"
+        + ",\n".join(f"  {{{c}, {k}}}" for c, k in sorted(ccc.items())) + "\n};",
+        f"const size_t kNumDecomp = {len(index)};",
+        f"const uint32_t kDecompIndex[{len(index)}][3] = {{\n"
+        + ",\n".join(f"  {{{c}, {o}, {n}}}" for c, o, n in index) + "\n};",
+        f"const uint32_t kDecompPool[{len(pool)}] = {{\n{arr(pool, 12)}\n}};",
+        f"const size_t kNumComp = {len(comp_items)};",
+        f"const uint64_t kComp[{len(comp_items)}][2] = {{\n"
+        + ",\n".join(f"  {{{k}ull, {c}}}" for k, c in comp_items) + "\n};",
+        "",
+        "}  // namespace unicode_data",
+        "}  // namespace inferlab",
+        "",
+    ]
+    return "\n".join(out)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--check", action="store_true", help="fail if the committed file differs")
+    ap.add_argument("--out", default=str(OUT))
+    args = ap.parse_args()
+    try:
+        import unicodedataplus as ud
+    except ImportError:
+        sys.exit("pip install unicodedataplus==16.0.0.post1")
+    text = emit(*build(ud))
+    out = pathlib.Path(args.out)
+    if args.check:
+        if not out.exists() or out.read_text() != text:
+            sys.exit(f"{out} is stale: re-run scripts/gen_unicode_tables.py")
+        print(f"{out} is up to date")
+        return
+    out.write_text(text)
+    print(f"wrote {out} ({len(text) // 1024} KiB)")
+
+
+if __name__ == "__main__":
+    main()
