@@ -385,6 +385,422 @@ def attention_decode(q, cache, seq_lens, layer=0, scale=None, window=None):
 # =====================================================================
 # Whole-model forward pass (owned by the model work)
 # =====================================================================
+#
+# reference.forward(path, ids) -> trace dict, computed in float64 (or the dtype given) straight from
+# the GGUF's dequantized tensors, for the architectures llama, qwen2, phi3 and gpt2:
+#
+#   {"tokens": ids [T],
+#    "embeddings": [T, D]                       token (+ position, gpt2) embeddings
+#    "layers": [ {"input":     [T, D]           residual entering the layer
+#                 "attn_norm": [T, D]           normed input of attention
+#                 "q":         [T, Hq, hd]      after bias and rope
+#                 "k":         [T, Hkv, hd]     after bias and rope
+#                 "v":         [T, Hkv, hd]
+#                 "attn_out":  [T, D]           after the output projection (+ bias), before the residual add
+#                 "mlp_out":   [T, D]           after the down projection (+ bias), before the residual add
+#               }, ... one per layer ],
+#    "output_norm": [T, D],
+#    "logits": [T, V]}
+#
+# Conventions follow llama.cpp: llama GGUFs store q/k rows permuted for "normal" rope (rotate adjacent
+# pairs), qwen2 and phi3 use "neox" rope (rotate the two halves), gpt2 has learned positions.
+# The private helpers below (_rms_norm, _rope, ...) are self-contained; they compute the same
+# formulas as the kernel-level references in the sections above.
+
+SUPPORTED_ARCHS = ("llama", "qwen2", "phi3", "gpt2")
+
+# Per-architecture quirks (same table as the C++ model's).
+_ARCH = {
+    #         norm     mlp       rope style  fused qkv  fused gate/up  learned positions
+    "llama": ("rms", "swiglu", "norm", False, False, False),
+    "qwen2": ("rms", "swiglu", "neox", False, False, False),
+    "phi3": ("rms", "swiglu", "neox", True, True, False),
+    "gpt2": ("layer", "gelu", None, True, False, True),
+}
+
+
+def _meta_from_gguf_py(reader):
+    meta = {}
+    for key, field in reader.fields.items():
+        if key.startswith("GGUF."):
+            continue
+        if hasattr(field, "contents"):
+            meta[key] = field.contents()
+            continue
+        import gguf  # older gguf-py without ReaderField.contents()
+
+        vt = field.types[0]
+        if vt == gguf.GGUFValueType.STRING:
+            meta[key] = bytes(field.parts[field.data[0]]).decode("utf-8")
+        elif vt == gguf.GGUFValueType.ARRAY:
+            if field.types[1] == gguf.GGUFValueType.STRING:
+                meta[key] = [bytes(field.parts[i]).decode("utf-8") for i in field.data]
+            else:
+                meta[key] = [field.parts[i].tolist()[0] for i in field.data]
+        else:
+            meta[key] = field.parts[field.data[0]].tolist()[0]
+    return meta
+
+
+class _GGUFSource:
+    """Metadata and dequantized tensors of a GGUF file.
+
+    Uses inferlab's own reader (``inferlab.GGUFFile``) when it is available and falls back to
+    gguf-py (``pip install gguf``) otherwise.
+    """
+
+    def __init__(self, path):
+        import os
+
+        self.path = os.fspath(path)
+        if not os.path.isfile(self.path):
+            raise FileNotFoundError(f"GGUF file not found: {self.path}")
+        self._il = None
+        try:
+            from .gguf import GGUFFile
+
+            f = GGUFFile(self.path)
+            if hasattr(f, "dequantize") and hasattr(f, "metadata"):
+                self._il = f
+        except (NotImplementedError, AttributeError, TypeError, ImportError):
+            self._il = None
+        if self._il is not None:
+            md = self._il.metadata
+            self.meta = dict(md() if callable(md) else md)
+            self.shapes = {t.name: tuple(int(n) for n in reversed(t.shape)) for t in self._il.tensors}
+            return
+        try:
+            import gguf
+        except ImportError as e:  # pragma: no cover
+            raise ImportError("reading GGUF files in inferlab.reference needs inferlab's reader or "
+                              "the 'gguf' package: pip install gguf") from e
+        self._reader = gguf.GGUFReader(self.path)
+        self.meta = _meta_from_gguf_py(self._reader)
+        self._tensors = {t.name: t for t in self._reader.tensors}
+        self.shapes = {t.name: tuple(int(n) for n in reversed(t.shape)) for t in self._reader.tensors}
+
+    def has(self, name):
+        return name in self.shapes
+
+    def get(self, name, dtype=np.float64):
+        """The tensor dequantized, in NumPy order (ggml's ne reversed: [rows, row length])."""
+        if name not in self.shapes:
+            from . import GGUFError
+
+            raise GGUFError(f"{self.path}: tensor {name!r} is missing")
+        shape = self.shapes[name]
+        if self._il is not None:
+            x = np.asarray(self._il.dequantize(name))
+        else:
+            import gguf
+
+            t = self._tensors[name]
+            x = gguf.quants.dequantize(np.asarray(t.data), t.tensor_type)
+        return np.asarray(x, dtype=dtype).reshape(shape)
+
+
+def load_state(path, dtype=np.float32):
+    """Every tensor of a GGUF file dequantized: {name: array in NumPy order ([rows, row length])}."""
+    src = _GGUFSource(path)
+    return {name: src.get(name, dtype) for name in src.shapes}
+
+
+class _Config:
+    """Hyperparameters of a model, read from GGUF metadata (keys as llama.cpp writes them)."""
+
+    def __init__(self, meta, shapes, path=""):
+        from . import GGUFError
+
+        arch = meta.get("general.architecture")
+        if arch not in _ARCH:
+            raise ValueError(f"{path}: unsupported architecture {arch!r}; supported: {', '.join(SUPPORTED_ARCHS)}")
+        self.arch = arch
+        self.norm, self.mlp, self.rope_style, self.fused_qkv, self.fused_gate_up, self.learned_pos = _ARCH[arch]
+
+        def req(key):
+            full = f"{arch}.{key}"
+            if full not in meta:
+                raise GGUFError(f"{path}: metadata key {full!r} is missing")
+            return meta[full]
+
+        def opt(key, default):
+            return meta.get(f"{arch}.{key}", default)
+
+        self.n_embd = int(req("embedding_length"))
+        self.n_layer = int(req("block_count"))
+        self.n_head = int(req("attention.head_count"))
+        self.n_head_kv = int(opt("attention.head_count_kv", self.n_head))
+        self.head_dim = int(opt("attention.key_length", self.n_embd // self.n_head))
+        self.n_ff = int(req("feed_forward_length"))
+        self.n_ctx = int(opt("context_length", 0))
+        if self.norm == "rms":
+            self.eps = float(opt("attention.layer_norm_rms_epsilon", 1e-5))
+        else:
+            self.eps = float(opt("attention.layer_norm_epsilon", 1e-5))
+        self.rope_theta = float(opt("rope.freq_base", 10000.0))
+        self.n_rot = int(opt("rope.dimension_count", self.head_dim)) if self.rope_style else 0
+        scaling = opt("rope.scaling.type", "none")
+        self.rope_scale = 1.0
+        if scaling == "linear":
+            self.rope_scale = float(opt("rope.scaling.factor", 1.0)) or 1.0
+        elif scaling not in ("none", None, ""):
+            raise NotImplementedError(f"{path}: rope scaling {scaling!r} is not implemented in the reference")
+        self.sliding_window = int(opt("attention.sliding_window", 0)) if arch == "phi3" else 0
+        if "token_embd.weight" not in shapes:
+            raise GGUFError(f"{path}: tensor 'token_embd.weight' is missing")
+        self.n_vocab = shapes["token_embd.weight"][0]
+        if self.n_head % self.n_head_kv:
+            raise GGUFError(f"{path}: head_count ({self.n_head}) is not a multiple of head_count_kv ({self.n_head_kv})")
+        eos = [meta.get("tokenizer.ggml.eos_token_id"), meta.get("tokenizer.ggml.eot_token_id")]
+        self.eos_ids = {int(e) for e in eos if e is not None}
+
+
+def _rms_norm(x, w, eps):
+    # x: [T, D], w: [D] -> x / sqrt(mean(x^2) + eps) * w
+    return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * w
+
+
+def _layer_norm(x, w, b, eps):
+    # x: [T, D] -> (x - mean) / sqrt(var + eps) * w + b
+    mu = np.mean(x, axis=-1, keepdims=True)
+    var = np.mean((x - mu) ** 2, axis=-1, keepdims=True)
+    return (x - mu) / np.sqrt(var + eps) * w + b
+
+
+def _silu(x):
+    return x / (1.0 + np.exp(-x))
+
+
+def _gelu_tanh(x):
+    return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x ** 3)))
+
+
+def _rope(x, pos, n_rot, theta, style, freq_factors=None, scale=1.0):
+    # x: [T, H, hd]; pos: [T]. Rotates the first n_rot dims of each head by angle pos * theta^(-2i/n_rot):
+    #   style "norm": pairs (x[2i], x[2i+1]);  style "neox": pairs (x[i], x[i + n_rot/2]).
+    half = n_rot // 2
+    inv_freq = theta ** (-2.0 * np.arange(half, dtype=np.float64) / n_rot)     # [half]
+    if freq_factors is not None:
+        inv_freq = inv_freq / freq_factors
+    ang = (np.asarray(pos, dtype=np.float64) / scale)[:, None] * inv_freq[None, :]  # [T, half]
+    cos = np.cos(ang)[:, None, :].astype(x.dtype)
+    sin = np.sin(ang)[:, None, :].astype(x.dtype)
+    out = x.copy()
+    if style == "norm":
+        x0, x1 = x[..., 0:n_rot:2], x[..., 1:n_rot:2]
+        out[..., 0:n_rot:2] = x0 * cos - x1 * sin
+        out[..., 1:n_rot:2] = x0 * sin + x1 * cos
+    else:
+        x0, x1 = x[..., :half], x[..., half:n_rot]
+        out[..., :half] = x0 * cos - x1 * sin
+        out[..., half:n_rot] = x0 * sin + x1 * cos
+    return out
+
+
+def _attention(q, k, v, q_pos, k_pos, window=0):
+    # q: [T, Hq, hd], k/v: [S, Hkv, hd], q_pos: [T], k_pos: [S] -> [T, Hq, hd]
+    # Query i sees key j iff k_pos[j] <= q_pos[i] and (window == 0 or q_pos[i] - k_pos[j] < window).
+    T, Hq, hd = q.shape
+    group = Hq // k.shape[1]
+    kk = np.repeat(k, group, axis=1)                            # [S, Hq, hd]
+    vv = np.repeat(v, group, axis=1)
+    s = np.einsum("thd,shd->hts", q, kk) / np.sqrt(hd)          # [Hq, T, S]
+    dist = q_pos[:, None] - k_pos[None, :]                      # [T, S]
+    visible = dist >= 0
+    if window:
+        visible &= dist < window
+    s = np.where(visible[None], s, -np.inf)
+    s = s - s.max(axis=-1, keepdims=True)
+    p = np.exp(s)
+    p /= p.sum(axis=-1, keepdims=True)
+    return np.einsum("hts,shd->thd", p, vv)
+
+
+class ReferenceModel:
+    """A GGUF model held as dequantized NumPy arrays, with a plain forward pass.
+
+    ReferenceModel(path_or_gguf, dtype=np.float64). Methods: forward(ids) -> trace dict,
+    logits(ids) -> [T, V], greedy(ids, n) -> new token ids (uses a KV cache).
+    """
+
+    def __init__(self, source, dtype=np.float64):
+        self.dtype = np.dtype(dtype)
+        src = source if isinstance(source, _GGUFSource) else _GGUFSource(getattr(source, "path", source))
+        self.path = src.path
+        self.meta = src.meta
+        self.cfg = cfg = _Config(src.meta, src.shapes, src.path)
+        get = lambda n: src.get(n, self.dtype)  # noqa: E731
+        opt = lambda n: src.get(n, self.dtype) if src.has(n) else None  # noqa: E731
+        self.tok_embd = get("token_embd.weight")                      # [V, D]
+        self.pos_embd = get("position_embd.weight") if cfg.learned_pos else None  # [n_ctx, D]
+        self.out_norm_w = get("output_norm.weight")
+        self.out_norm_b = opt("output_norm.bias")
+        self.output = opt("output.weight")
+        if self.output is None:
+            self.output = self.tok_embd                               # tied embeddings
+        self.freq_factors = opt("rope_freqs.weight")
+        hq, hkv, hd = cfg.n_head, cfg.n_head_kv, cfg.head_dim
+        self.layers = []
+        for i in range(cfg.n_layer):
+            b = f"blk.{i}."
+            L = {"attn_norm": get(b + "attn_norm.weight"), "attn_norm_b": opt(b + "attn_norm.bias"),
+                 "ffn_norm": get(b + "ffn_norm.weight"), "ffn_norm_b": opt(b + "ffn_norm.bias"),
+                 "wo": get(b + "attn_output.weight"), "bo": opt(b + "attn_output.bias"),
+                 "wdown": get(b + "ffn_down.weight"), "bdown": opt(b + "ffn_down.bias")}
+            if src.has(b + "attn_qkv.weight"):
+                wqkv, bqkv = get(b + "attn_qkv.weight"), opt(b + "attn_qkv.bias")
+                splits = [hq * hd, (hq + hkv) * hd]
+                L["wq"], L["wk"], L["wv"] = np.split(wqkv, splits, axis=0)
+                L["bq"], L["bk"], L["bv"] = np.split(bqkv, splits) if bqkv is not None else (None, None, None)
+            else:
+                for x in "qkv":
+                    L["w" + x], L["b" + x] = get(b + f"attn_{x}.weight"), opt(b + f"attn_{x}.bias")
+            up = get(b + "ffn_up.weight")
+            L["bup"] = opt(b + "ffn_up.bias")
+            if cfg.mlp == "swiglu" and not src.has(b + "ffn_gate.weight"):
+                L["wgate"], L["wup"] = up[:cfg.n_ff], up[cfg.n_ff:]   # fused [gate; up] (phi3)
+            else:
+                L["wgate"], L["wup"] = opt(b + "ffn_gate.weight"), up
+            self._check_layer(i, L)
+            self.layers.append(L)
+
+    def _check_layer(self, i, L):
+        from . import GGUFError
+
+        c = self.cfg
+        want = {"wq": (c.n_head * c.head_dim, c.n_embd), "wk": (c.n_head_kv * c.head_dim, c.n_embd),
+                "wv": (c.n_head_kv * c.head_dim, c.n_embd), "wo": (c.n_embd, c.n_head * c.head_dim),
+                "wup": (c.n_ff, c.n_embd), "wdown": (c.n_embd, c.n_ff)}
+        if c.mlp == "swiglu":
+            want["wgate"] = (c.n_ff, c.n_embd)
+        for k, shape in want.items():
+            if L[k] is None or L[k].shape != shape:
+                got = None if L[k] is None else L[k].shape
+                raise GGUFError(f"{self.path}: layer {i} {k} has shape {got}, metadata implies {shape}")
+
+    # ---- the forward pass -------------------------------------------------------------------
+
+    def _norm(self, x, w, b):
+        if self.cfg.norm == "rms":
+            return _rms_norm(x, w, self.cfg.eps)
+        return _layer_norm(x, w, b, self.cfg.eps)
+
+    @staticmethod
+    def _linear(x, w, b=None):
+        # x: [T, in], w: [out, in] -> [T, out]
+        y = x @ w.T
+        return y + b if b is not None else y
+
+    def _check_ids(self, ids, start=0):
+        ids = np.asarray(ids)
+        if ids.ndim != 1 or ids.size == 0:
+            raise ValueError(f"ids must be a non-empty 1-D sequence of token ids; got shape {ids.shape}")
+        if not np.issubdtype(ids.dtype, np.integer):
+            raise ValueError(f"ids must be integers; got dtype {ids.dtype}")
+        if ids.min() < 0 or ids.max() >= self.cfg.n_vocab:
+            raise ValueError(f"ids: token id out of range [0, {self.cfg.n_vocab}): min {ids.min()}, max {ids.max()}")
+        if self.cfg.learned_pos and start + ids.size > self.pos_embd.shape[0]:
+            raise ValueError(f"ids: {start + ids.size} positions exceed the model's {self.pos_embd.shape[0]} "
+                             "learned positions")
+        return ids.astype(np.int64)
+
+    def _run(self, ids, cache=None, trace=False):
+        """Runs ids at positions cache_len.. ; extends the cache (list of (k, v) per layer) if given."""
+        c = self.cfg
+        start = 0 if not cache else cache[0][0].shape[0]
+        ids = self._check_ids(ids, start)
+        T = ids.size
+        pos = np.arange(start, start + T)
+        x = self.tok_embd[ids]                                         # [T, D]
+        if c.learned_pos:
+            x = x + self.pos_embd[pos]
+        out = {"tokens": ids.copy(), "embeddings": x.copy(), "layers": []} if trace else None
+        for li, L in enumerate(self.layers):
+            h = self._norm(x, L["attn_norm"], L["attn_norm_b"])
+            q = self._linear(h, L["wq"], L["bq"]).reshape(T, c.n_head, c.head_dim)
+            k = self._linear(h, L["wk"], L["bk"]).reshape(T, c.n_head_kv, c.head_dim)
+            v = self._linear(h, L["wv"], L["bv"]).reshape(T, c.n_head_kv, c.head_dim)
+            if c.rope_style:
+                q = _rope(q, pos, c.n_rot, c.rope_theta, c.rope_style, self.freq_factors, c.rope_scale)
+                k = _rope(k, pos, c.n_rot, c.rope_theta, c.rope_style, self.freq_factors, c.rope_scale)
+            if cache is not None:
+                if len(cache) <= li:
+                    cache.append((k, v))
+                else:
+                    cache[li] = (np.concatenate([cache[li][0], k]), np.concatenate([cache[li][1], v]))
+                kk, vv = cache[li]
+            else:
+                kk, vv = k, v
+            k_pos = np.arange(kk.shape[0])
+            a = _attention(q, kk, vv, pos, k_pos, c.sliding_window)     # [T, Hq, hd]
+            attn_out = self._linear(a.reshape(T, -1), L["wo"], L["bo"])  # [T, D]
+            x_mid = x + attn_out
+            h2 = self._norm(x_mid, L["ffn_norm"], L["ffn_norm_b"])
+            if c.mlp == "swiglu":
+                mlp_out = self._linear(_silu(self._linear(h2, L["wgate"])) * self._linear(h2, L["wup"]), L["wdown"])
+            else:
+                mlp_out = self._linear(_gelu_tanh(self._linear(h2, L["wup"], L["bup"])), L["wdown"], L["bdown"])
+            if trace:
+                out["layers"].append({"input": x, "attn_norm": h, "q": q, "k": k, "v": v,
+                                      "attn_out": attn_out, "mlp_out": mlp_out})
+            x = x_mid + mlp_out
+        hn = self._norm(x, self.out_norm_w, self.out_norm_b)
+        logits = hn @ self.output.T                                    # [T, V]
+        if trace:
+            out["output_norm"] = hn
+            out["logits"] = logits
+            return out
+        return logits
+
+    def forward(self, ids):
+        """The full trace dict (see the section comment) for a teacher-forced sequence ids [T]."""
+        return self._run(ids, trace=True)
+
+    def logits(self, ids):
+        """Logits [T, V] for a teacher-forced sequence ids [T]."""
+        return self._run(ids)
+
+    def greedy(self, ids, n, stop_at_eos=True):
+        """Greedy-decode up to n new tokens after the prompt ids (argmax, ties to the lowest id).
+
+        Returns the new ids (a list). With stop_at_eos, decoding stops at the first EOS/EOT token,
+        which is not included.
+        """
+        if not isinstance(n, (int, np.integer)) or n <= 0:
+            raise ValueError(f"n must be a positive integer; got {n!r}")
+        cache = []
+        logits = self._run(ids, cache=cache)
+        new = []
+        while True:
+            t = int(np.argmax(logits[-1]))
+            if stop_at_eos and t in self.cfg.eos_ids:
+                break
+            new.append(t)
+            if len(new) == n:
+                break
+            logits = self._run([t], cache=cache)
+        return new
+
+
+def _as_reference_model(model, dtype):
+    if isinstance(model, ReferenceModel) and model.dtype == np.dtype(dtype):
+        return model
+    if isinstance(model, ReferenceModel):
+        model = model.path
+    return ReferenceModel(model, dtype=dtype)
+
+
+def forward(model, ids, dtype=np.float64):
+    """Whole-model forward pass in NumPy: the trace dict for token ids [T] (see the section comment).
+
+    model: a GGUF path, an ``inferlab.GGUFFile`` or a :class:`ReferenceModel` (reused, not reloaded).
+    """
+    return _as_reference_model(model, dtype).forward(ids)
+
+
+def greedy_generate(model, ids, n, dtype=np.float64, stop_at_eos=True):
+    """The first n greedy tokens after the prompt ids, from the NumPy forward pass (with a KV cache)."""
+    return _as_reference_model(model, dtype).greedy(ids, n, stop_at_eos=stop_at_eos)
 
 
 # ---- end of model section ----
