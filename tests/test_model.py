@@ -591,38 +591,48 @@ def smollm2():
         yield m
 
 
-@pytest.fixture(scope="module")
-def smollm2_reference_tokens(smollm2):
-    ids = smollm2.tokenizer.encode(SMOL_PROMPT)
-    return ids, reference.greedy_generate(smollm2.path, ids, 32, dtype=np.float32, stop_at_eos=False)
-
-
 SMOL_PROMPT = "The capital of France is Paris. The capital of Germany is"
 
 
-def test_smollm2_greedy_is_coherent_and_reproducible(smollm2):
-    outs = [smollm2.generate(SMOL_PROMPT, max_tokens=24) for _ in range(10)]
-    assert all(o == outs[0] for o in outs)
-    text = outs[0]
+@pytest.fixture(scope="module")
+def smollm2_greedy(smollm2):
+    """(prompt ids, 32 greedy tokens), checked identical over 10 runs."""
+    ids = smollm2._encode(SMOL_PROMPT)
+    runs = [smollm2.generate_tokens(ids, max_tokens=32, stop_at_eos=False) for _ in range(10)]
+    assert all(r == runs[0] for r in runs), "greedy output differs between runs"
+    return ids, runs[0]
+
+
+@pytest.fixture(scope="module")
+def smollm2_reference_logits(smollm2, smollm2_greedy):
+    ids, got = smollm2_greedy
+    return reference.forward(smollm2.path, ids + got, dtype=np.float32)["logits"]
+
+
+def test_smollm2_greedy_is_coherent_and_reproducible(smollm2, smollm2_greedy):
+    ids, got = smollm2_greedy
+    text = smollm2.tokenizer.decode(got)
     assert "Berlin" in text, text
-    letters = sum(ch.isascii() and (ch.isalpha() or ch.isspace()) for ch in text)
-    assert letters >= 0.8 * len(text), text
+    letters = sum(ch.isascii() and (ch.isalpha() or ch.isspace() or ch in ".,'") for ch in text)
+    assert letters >= 0.9 * len(text), text
+    assert smollm2.generate(SMOL_PROMPT, max_tokens=32).startswith(text.split("<|")[0][:20])
 
 
-def test_smollm2_matches_reference_greedy(smollm2, smollm2_reference_tokens):
-    ids, want = smollm2_reference_tokens
-    got = smollm2.generate_tokens(ids, max_tokens=32, stop_at_eos=False)
-    assert got == want
+def test_smollm2_matches_reference_greedy(smollm2_greedy, smollm2_reference_logits):
+    """The reference's argmax after every prefix of prompt + our tokens is our next token: the reference's own
+    greedy decoding would produce the same 32 tokens."""
+    ids, got = smollm2_greedy
+    ref = smollm2_reference_logits[len(ids) - 1:-1]  # the logits that chose got[0..31]
+    assert list(np.argmax(ref, -1)) == got
 
 
-def test_smollm2_logits_finite_and_close(smollm2, smollm2_reference_tokens):
-    ids, want = smollm2_reference_tokens
-    seq = ids + want
-    got = smollm2.logits(seq)
-    assert np.all(np.isfinite(got))
-    ref = reference.forward(smollm2.path, seq, dtype=np.float32)["logits"]
-    assert np.mean(np.argmax(got, -1) == np.argmax(ref, -1)) >= 0.95
-    assert np.max(np.abs(got - ref)) <= 0.05 * np.abs(ref).max()
+def test_smollm2_logits_finite_and_close(smollm2, smollm2_greedy, smollm2_reference_logits):
+    ids, got = smollm2_greedy
+    lg = smollm2.logits(ids + got)
+    ref = smollm2_reference_logits
+    assert np.all(np.isfinite(lg))
+    assert np.mean(np.argmax(lg, -1) == np.argmax(ref, -1)) >= 0.95
+    assert np.max(np.abs(lg - ref)) <= 0.02 * np.abs(ref).max()
 
 
 def test_smollm2_chat(smollm2):
@@ -631,8 +641,8 @@ def test_smollm2_chat(smollm2):
 
 
 @pytest.mark.cuda
-def test_smollm2_cuda_matches_cpu_greedy(smollm2_reference_tokens):
-    ids, want = smollm2_reference_tokens
+def test_smollm2_cuda_matches_cpu_greedy(smollm2_greedy):
+    ids, want = smollm2_greedy
     with inferlab.Model(smollm2_path(), device="cuda", n_ctx=512) as m:
         got = m.generate_tokens(ids, max_tokens=32, stop_at_eos=False)
         runs = [m.generate_tokens(ids, max_tokens=32, stop_at_eos=False, temperature=0.8, seed=5)

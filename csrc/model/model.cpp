@@ -95,14 +95,6 @@ std::shared_ptr<void> pinned_alloc(size_t nbytes, Device dev) {
   return std::shared_ptr<void>(p, [](void* q) { host_free(q); });
 }
 
-// TEMPORARY until the attention branch (KVCache::reserve_decode_workspace) lands on main.
-template <class C>
-auto reserve_decode_ws(const C& c, int h, int) -> decltype(c.reserve_decode_workspace(h), void()) {
-  c.reserve_decode_workspace(h);
-}
-template <class C>
-void reserve_decode_ws(const C&, int, long) {}
-
 }  // namespace
 
 // Collects traced activations, rows [row0, row0 + T) of a T_total-token pass at a time.
@@ -227,7 +219,7 @@ Model::Model(const std::string& path, const ModelOptions& opt) : path_(path), op
     live.upload(opt_.progress && dev == Device::CUDA);
   }
   kv_ = std::make_unique<KVCache>(kvc);
-  if (dev == Device::CUDA) reserve_decode_ws(*kv_, cfg_.n_heads, 0);
+  if (dev == Device::CUDA) kv_->reserve_decode_workspace(cfg_.n_heads);
   ws_ = ws.allocate(dev);
 
   // Host mirrors: pinned on CUDA so the per-step uploads are asynchronous.

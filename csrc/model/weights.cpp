@@ -10,18 +10,7 @@
 #ifdef INFERLAB_WITH_CUDA
 #include "core/cuda_check.h"
 #endif
-#if __has_include("kernels/qweight_layout.h")
 #include "kernels/qweight_layout.h"
-#else  // TEMPORARY until the matmul branch lands on main: layout 0 everywhere
-namespace inferlab {
-enum : int32_t { kLayoutGGUF = 0, kLayoutSplit = 1 };
-struct SplitInfo { int32_t payload_bytes = 0, side_bytes = 0; };
-inline SplitInfo split_info(GGMLType) { return {}; }
-inline bool matmul_supports(GGMLType) { return true; }
-inline int64_t split_total_bytes(GGMLType, int64_t, int64_t) { return 0; }
-inline void split_from_gguf(GGMLType, int64_t, int64_t, const uint8_t*, uint8_t*) {}
-}  // namespace inferlab
-#endif
 
 namespace inferlab {
 

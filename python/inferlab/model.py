@@ -141,43 +141,16 @@ class _StopFilter:
 
 
 class _IncrementalDecoder:
-    """Token ids -> text pieces, never splitting a UTF-8 character (uses the tokenizer's stream decoder
-    when it has one, else re-decodes the tail)."""
+    """Token ids -> text pieces that never split a UTF-8 character (the tokenizer's stream decoder)."""
 
     def __init__(self, tokenizer):
-        self._sd = None
-        factory = getattr(tokenizer, "stream_decoder", None)
-        if factory is not None:
-            self._sd = factory()
-        self._tok = tokenizer
-        self._ids: List[int] = []
-        self._text = ""
+        self._sd = tokenizer.stream_decoder()
 
     def push(self, token: int) -> str:
-        if self._sd is not None:
-            for name in ("push", "feed", "step", "add", "decode"):
-                fn = getattr(self._sd, name, None)
-                if fn is not None:
-                    return fn(int(token)) or ""
-            if callable(self._sd):
-                return self._sd(int(token)) or ""
-        self._ids.append(int(token))
-        text = self._tok.decode(self._ids)
-        if text.endswith("\ufffd"):  # an incomplete UTF-8 sequence: wait for the next token
-            return ""
-        piece, self._text = text[len(self._text):], text
-        return piece
+        return self._sd.push(int(token))
 
     def flush(self) -> str:
-        if self._sd is not None:
-            for name in ("flush", "finish", "close"):
-                fn = getattr(self._sd, name, None)
-                if fn is not None:
-                    return fn() or ""
-            return ""
-        text = self._tok.decode(self._ids)
-        piece, self._text = text[len(self._text):], text
-        return piece
+        return self._sd.flush()
 
 
 class _Sequence:
@@ -354,13 +327,15 @@ class Model:
     # ---------------------------------------------------------------- prompts
 
     def _encode(self, text: str) -> List[int]:
+        """Prompt text -> ids: special tokens written in the text are recognized (as llama.cpp does) and BOS
+        is prepended when the model's metadata asks for it (and the text does not already start with it)."""
         tok = self.tokenizer
-        ids = list(tok.encode(text))
+        ids = list(tok.encode(text, add_special=False, parse_special=True))
+        bos = tok.bos_id
+        if bos is not None and (tok.add_bos or not ids) and (not ids or ids[0] != bos):
+            ids.insert(0, int(bos))
         if not ids:
-            bos = getattr(tok, "bos_id", None)
-            if bos is None or bos < 0:
-                raise ValueError("prompt is empty (it encodes to no tokens)")
-            ids = [int(bos)]
+            raise ValueError("prompt is empty (it encodes to no tokens and the model has no BOS token)")
         return ids
 
     def _prompt_list(self, prompt):
@@ -386,9 +361,7 @@ class Model:
 
     def _stop_ids(self) -> set:
         tok = self.tokenizer
-        ids = getattr(tok, "eot_ids", None)
-        if ids is None:
-            ids = [getattr(tok, "eos_id", None)]
+        ids = list(tok.eot_ids) + [tok.eos_id]
         return {int(i) for i in ids if i is not None and int(i) >= 0}
 
     # ---------------------------------------------------------------- generation
@@ -584,14 +557,8 @@ class Model:
         return self.generate(ids, **kw)
 
     def _encode_chat(self, text: str) -> List[int]:
-        tok = self.tokenizer
-        bos_text = _token_text(tok, "bos")
-        ids = list(tok.encode(text))
-        bos = getattr(tok, "bos_id", None)
-        # The template usually writes the BOS text itself; never start with two BOS tokens.
-        if bos_text and text.startswith(bos_text) and len(ids) >= 2 and ids[0] == bos and ids[1] == bos:
-            ids = ids[1:]
-        return self._ids(ids, "prompt")
+        # The template usually writes the BOS text itself; _encode never adds a second one.
+        return self._ids(self._encode(text), "prompt")
 
     # ---------------------------------------------------------------- benchmark
 
@@ -656,7 +623,7 @@ def _token_text(tok, which: str) -> str:
     tid = getattr(tok, f"{which}_id", None)
     if tid is None or int(tid) < 0:
         return ""
-    for name in ("id_to_token", "token_to_piece", "token_text"):
+    for name in ("id_to_piece", "id_to_token"):
         fn = getattr(tok, name, None)
         if fn is not None:
             try:
