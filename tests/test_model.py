@@ -257,11 +257,13 @@ def test_decode_equals_full(model_dir, arch, device, rng):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_batch_equals_individual(model_dir, arch, device, rng):
-    """Ragged prompts decoded together give the same tokens as each prompt alone (greedy and sampled)."""
+@pytest.mark.parametrize("n_batch", [512, 6])
+def test_batch_equals_individual(model_dir, arch, device, n_batch, rng):
+    """Ragged prompts decoded together give the same tokens as each prompt alone (greedy and sampled).
+    n_batch=6: prompts are packed into prefill chunks and split across them."""
     path = tiny(model_dir, arch)
     prompts = [rand_ids(rng, n, 320) for n in (5, 17, 1, 9)]
-    with inferlab.Model(path, device=device, n_ctx=64, n_seqs=4) as m:
+    with inferlab.Model(path, device=device, n_ctx=64, n_seqs=4, n_batch=n_batch) as m:
         for kw in (dict(temperature=0.0), dict(temperature=0.9, top_k=40, top_p=0.95, seed=7)):
             batch = m.generate_tokens(prompts, max_tokens=12, stop_at_eos=False, **kw)
             alone = [m.generate_tokens(p, max_tokens=12, stop_at_eos=False, **kw) for p in prompts]

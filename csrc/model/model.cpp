@@ -135,6 +135,8 @@ Model::Model(const std::string& path, const ModelOptions& opt) : path_(path), op
   IL_CHECK_ARG(opt.kv_dtype == DType::F16 || opt.kv_dtype == DType::BF16 || opt.kv_dtype == DType::F32,
                "kv_dtype must be float16, bfloat16 or float32, got ", dtype_name(opt.kv_dtype));
   const Device dev = opt.device;
+  IL_CHECK_ARG(!(dev == Device::CUDA && opt.kv_dtype == DType::F32),
+               "kv_dtype float32 is supported on the CPU only; use float16 or bfloat16 on the GPU");
   if (dev == Device::CUDA) require_cuda("loading a model on the GPU");
 
   file_ = GGUFFile::open(path);
