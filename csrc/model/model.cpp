@@ -233,6 +233,7 @@ Model::Model(const std::string& path, const ModelOptions& opt) : path_(path), op
 #ifdef INFERLAB_WITH_CUDA
     cudaEvent_t ev;
     IL_CUDA_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
+    io_event_holder_ = std::shared_ptr<void>(ev, [](void* e) { cudaEventDestroy(static_cast<cudaEvent_t>(e)); });
     io_event_ = ev;
 #endif
   } else {
@@ -265,9 +266,6 @@ Model::~Model() {
   } catch (...) {
   }
   release_graphs();
-#ifdef INFERLAB_WITH_CUDA
-  if (io_event_) cudaEventDestroy(static_cast<cudaEvent_t>(io_event_));
-#endif
 }
 
 void Model::release_graphs() {

@@ -140,6 +140,7 @@ class Model {
   int32_t* io_host_ = nullptr;      // pinned (CUDA) or io_ itself (CPU), [4 * M]
   int32_t* tok_host_ = nullptr;     // pinned (CUDA) or tokens_ itself (CPU), [n_seqs]
   void* io_event_ = nullptr;        // cudaEvent_t recorded after each io upload
+  std::shared_ptr<void> io_event_holder_;  // destroys io_event_
   std::vector<int> lens_;           // tokens in each slot
   std::vector<int32_t> hist_;       // host copy of prev_ [n_seqs * n_ctx]
   std::vector<int> hist_synced_;    // per slot: entries already on the device, -1: row must be rewritten
