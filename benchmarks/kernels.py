@@ -35,83 +35,91 @@ SECTIONS = ["basic", "matmul", "attention"]
 _ISZ = {"float32": 4, "float16": 2, "bfloat16": 2}
 
 
+def _basic_elementwise(ctx: Ctx, T: int, dt: str) -> list[dict]:
+    S, d, F, H, hd = "basic", 4096, 14336, 32, 128
+    if ctx.device == "cpu":
+        d, F = 512, 1024
+    e = _ISZ[dt]
+    n = T * d
+    x, y, out = ctx.randn((T, d), dt), ctx.randn((T, d), dt), ctx.empty((T, d), dt)
+    w, b, bias = ctx.randn((d,), "float32"), ctx.randn((d,), "float32"), ctx.randn((d,), dt)
+    res = ctx.randn((T, d), "float32")
+    q, pos = ctx.randn((T, H, hd), dt), ctx.ints((T,), 32768)
+    rows = [
+        ctx.row(S, "rms_norm", (T, d), dt, ctx.time_ms(lambda: _k.rms_norm(x, w, 1e-6, out)), 2 * n * e),
+        ctx.row(S, "layer_norm", (T, d), dt, ctx.time_ms(lambda: _k.layer_norm(x, w, b, 1e-5, out)), 2 * n * e),
+        ctx.row(S, "add_rms_norm", (T, d), dt, ctx.time_ms(lambda: _k.add_rms_norm(res, x, w, 1e-6, out)),
+                n * (4 + e + 4 + e), note="residual f32"),
+        ctx.row(S, "add_layer_norm", (T, d), dt, ctx.time_ms(lambda: _k.add_layer_norm(res, x, w, b, 1e-5, out)),
+                n * (4 + e + 4 + e), note="residual f32"),
+        ctx.row(S, "add", (T, d), dt, ctx.time_ms(lambda: _k.add(x, y, out)), 3 * n * e),
+        ctx.row(S, "add", (T, d), f"f32+{dt}", ctx.time_ms(lambda: _k.add(res, y, res)), n * (4 + e + 4),
+                note="in place"),
+        ctx.row(S, "add_bias", (T, d), dt, ctx.time_ms(lambda: _k.add_bias(x, bias)), 2 * n * e, note="in place"),
+        ctx.row(S, "gelu", (T, d), dt, ctx.time_ms(lambda: _k.gelu(x, out)), 2 * n * e),
+        ctx.row(S, "softmax", (T, d), dt, ctx.time_ms(lambda: _k.softmax(x, out)), 2 * n * e),
+        ctx.row(S, "rope norm", (T, H, hd), dt, ctx.time_ms(lambda: _k.rope(q, pos, 5e5, hd, 0, q)),
+                2 * T * H * hd * e, note="in place"),
+        ctx.row(S, "rope neox", (T, H, hd), dt, ctx.time_ms(lambda: _k.rope(q, pos, 5e5, hd, 1, q)),
+                2 * T * H * hd * e, note="in place"),
+    ]
+    x = y = out = res = q = None  # free before the FFN-sized buffers
+    act = ctx.empty((T, F), dt)
+    gate, up = ctx.randn((T, F), dt), ctx.randn((T, F), dt)
+    rows.append(ctx.row(S, "swiglu", (T, F), dt, ctx.time_ms(lambda: _k.swiglu(gate, up, act)), 3 * T * F * e))
+    gate = up = None
+    gu = ctx.randn((T, 2 * F), dt)
+    rows.append(ctx.row(S, "swiglu_fused", (T, 2 * F), dt, ctx.time_ms(lambda: _k.swiglu_fused(gu, act)),
+                        3 * T * F * e))
+    return rows
+
+
+def _basic_embedding(ctx: Ctx, T: int) -> list[dict]:
+    import numpy as np
+
+    S, d, V = "basic", 4096, 151936
+    if ctx.device == "cpu":
+        d, V = 512, 2048
+    ids = ctx.ints((T,), V)
+    emb = ctx.empty((T, d), "float32")
+    table = ctx.randn((V, d), "float16")
+    rows = [ctx.row(S, "embedding", (T, d), "f16->f32", ctx.time_ms(lambda: _k.embedding(ids, table, emb)),
+                    T * d * (2 + 4))]
+    table = None
+    rb = d // 32 * 34  # Q8_0 row bytes
+    raw = np.random.default_rng(0).integers(0, 256, size=(V, d // 32, 34), dtype=np.uint8)
+    raw[:, :, 0:2] = np.frombuffer(np.float16(0.01).tobytes(), np.uint8)  # sane scales
+    qt = inferlab.DeviceArray.from_numpy(raw.reshape(-1), ctx.device)
+    rows.append(ctx.row(S, "embedding_q", (T, d), "Q8_0->f32",
+                        ctx.time_ms(lambda: _k.embedding_q(ids, qt, 8, V, d, emb, "bench")), T * (rb + d * 4)))
+    return rows
+
+
+def _basic_sampling(ctx: Ctx, B: int) -> list[dict]:
+    S, V = "basic", 151936 if ctx.device != "cpu" else 4096
+    logits, probs = ctx.randn((B, V), "float32", 3.0), ctx.empty((B, V), "float32")
+    rows = [ctx.row(S, "softmax", (B, V), "float32", ctx.time_ms(lambda: _k.softmax(logits, probs)), 2 * B * V * 4)]
+    toks, prev = ctx.empty((B,), "int32"), ctx.ints((B, 256), V)
+    for name, kw in [("sample greedy", (0.0, 0, 1.0, 0.0, 1.0)),
+                     ("sample T=0.8", (0.8, 0, 1.0, 0.0, 1.0)),
+                     ("sample top_k=40 top_p=0.9", (0.8, 40, 0.9, 0.0, 1.0)),
+                     ("sample top_p=0.9 min_p=0.05 pen=1.1", (0.8, 0, 0.9, 0.05, 1.1))]:
+        ms = ctx.time_ms(lambda: _k.sample(logits, prev, toks, *kw, 1, 0))
+        rows.append(ctx.row(S, name, (B, V), "float32", ms, B * V * 4, note="bytes = logits read once"))
+    return rows
+
+
 def run_basic(ctx: Ctx) -> list[dict]:
-    """Kernel library I: memory-bound ops at model sizes (d = 4096, ffn = 14336, 32 heads x 128)."""
+    """Kernel library I: memory-bound ops at model sizes (d = 4096, ffn = 14336, 32 heads x 128), embedding
+    gathers from a Qwen-sized vocabulary, softmax and sampling over 151936 logits."""
     rows = []
-    S = "basic"
-    d, F, H, hd, V = 4096, 14336, 32, 128, 151936
-    Ts = [2048] if ctx.quick else [4096, 16384]
+    Ts = [16] if ctx.device == "cpu" else [2048] if ctx.quick else [4096, 16384]
     for T in Ts:
         for dt in ["float16", "bfloat16", "float32"]:
-            e = _ISZ[dt]
-            x, out = ctx.randn((T, d), dt), ctx.empty((T, d), dt)
-            w, b = ctx.randn((d,), "float32"), ctx.randn((d,), "float32")
-            n = T * d
-            ms = ctx.time_ms(lambda: _k.rms_norm(x, w, 1e-6, out))
-            rows.append(ctx.row(S, "rms_norm", (T, d), dt, ms, 2 * n * e))
-            ms = ctx.time_ms(lambda: _k.layer_norm(x, w, b, 1e-5, out))
-            rows.append(ctx.row(S, "layer_norm", (T, d), dt, ms, 2 * n * e))
-            res = ctx.randn((T, d), "float32")
-            ms = ctx.time_ms(lambda: _k.add_rms_norm(res, x, w, 1e-6, out))
-            rows.append(ctx.row(S, "add_rms_norm", (T, d), dt, ms, n * (4 + e + 4 + e), note="residual f32"))
-            ms = ctx.time_ms(lambda: _k.add_layer_norm(res, x, w, b, 1e-5, out))
-            rows.append(ctx.row(S, "add_layer_norm", (T, d), dt, ms, n * (4 + e + 4 + e), note="residual f32"))
-            y = ctx.randn((T, d), dt)
-            ms = ctx.time_ms(lambda: _k.add(x, y, out))
-            rows.append(ctx.row(S, "add", (T, d), dt, ms, 3 * n * e))
-            ms = ctx.time_ms(lambda: _k.add(res, y, res))
-            rows.append(ctx.row(S, "add", (T, d), f"f32+{dt}", ms, n * (4 + e + 4), note="in place"))
-            bias = ctx.randn((d,), dt)
-            ms = ctx.time_ms(lambda: _k.add_bias(x, bias))
-            rows.append(ctx.row(S, "add_bias", (T, d), dt, ms, 2 * n * e))
-            ms = ctx.time_ms(lambda: _k.gelu(x, out))
-            rows.append(ctx.row(S, "gelu", (T, d), dt, ms, 2 * n * e))
-            ms = ctx.time_ms(lambda: _k.softmax(x, out))
-            rows.append(ctx.row(S, "softmax", (T, d), dt, ms, 2 * n * e))
-            q = ctx.randn((T, H, hd), dt)
-            pos = ctx.ints((T,), 32768)
-            for style, name in [(0, "rope norm"), (1, "rope neox")]:
-                ms = ctx.time_ms(lambda: _k.rope(q, pos, 5e5, hd, style, q))
-                rows.append(ctx.row(S, name, (T, H, hd), dt, ms, 2 * T * H * hd * e, note="in place"))
-            del x, out, y, res, q
-            gate, up, act = ctx.randn((T, F), dt), ctx.randn((T, F), dt), ctx.empty((T, F), dt)
-            ms = ctx.time_ms(lambda: _k.swiglu(gate, up, act))
-            rows.append(ctx.row(S, "swiglu", (T, F), dt, ms, 3 * T * F * e))
-            del gate, up
-            gu = ctx.randn((T, 2 * F), dt)
-            ms = ctx.time_ms(lambda: _k.swiglu_fused(gu, act))
-            rows.append(ctx.row(S, "swiglu_fused", (T, 2 * F), dt, ms, 3 * T * F * e))
-            del gu, act
-        # embedding gathers (token ids random over a Qwen-sized vocabulary)
-        ids = ctx.ints((T,), V)
-        table = ctx.randn((V, d), "float16")
-        emb = ctx.empty((T, d), "float32")
-        ms = ctx.time_ms(lambda: _k.embedding(ids, table, emb))
-        rows.append(ctx.row(S, "embedding", (T, d), "f16->f32", ms, T * d * (2 + 4)))
-        del table
-        rb = d // 32 * 34
-        import numpy as np
-
-        raw = np.random.default_rng(0).integers(0, 256, size=(V, rb), dtype=np.uint8)
-        raw.reshape(V, d // 32, 34)[:, :, 0:2] = np.frombuffer(np.float16(0.01).tobytes(), np.uint8)
-        qt = inferlab.DeviceArray.from_numpy(raw.reshape(-1), "cuda")
-        ms = ctx.time_ms(lambda: _k.embedding_q(ids, qt, 8, V, d, emb, "bench"))
-        rows.append(ctx.row(S, "embedding_q", (T, d), "Q8_0->f32", ms, T * (rb + d * 4)))
-        del qt, emb
-    # softmax over a vocabulary and sampling (per call; B rows of V logits)
-    for B in [1, 64]:
-        logits = ctx.randn((B, V), "float32", 3.0)
-        probs = ctx.empty((B, V), "float32")
-        ms = ctx.time_ms(lambda: _k.softmax(logits, probs))
-        rows.append(ctx.row(S, "softmax", (B, V), "float32", ms, 2 * B * V * 4))
-        toks = ctx.empty((B,), "int32")
-        prev = ctx.ints((B, 256), V)
-        for name, kw in [("sample greedy", (0.0, 0, 1.0, 0.0, 1.0)),
-                         ("sample T=0.8", (0.8, 0, 1.0, 0.0, 1.0)),
-                         ("sample top_k=40 top_p=0.9", (0.8, 40, 0.9, 0.0, 1.0)),
-                         ("sample top_p=0.9 min_p=0.05 pen=1.1", (0.8, 0, 0.9, 0.05, 1.1))]:
-            ms = ctx.time_ms(lambda: _k.sample(logits, prev, toks, *kw, 1, 0))
-            rows.append(ctx.row(S, name, (B, V), "float32", ms, B * V * 4, note="bytes = logits read once"))
+            rows += _basic_elementwise(ctx, T, dt)
+        rows += _basic_embedding(ctx, T)
+    for B in [1] if ctx.device == "cpu" else [1, 64]:
+        rows += _basic_sampling(ctx, B)
     return rows
 
 
@@ -131,12 +139,18 @@ def main(argv=None) -> int:
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     ap.add_argument("--quick", action="store_true", help="small sizes, few iterations")
     ap.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections to run")
+    ap.add_argument("--cpu-smoke", action="store_true",
+                    help="run the harness on the CPU with tiny sizes (checks the script, numbers mean little)")
     args = ap.parse_args(argv)
-    if not inferlab.cuda_available():
-        print("benchmarks/kernels.py needs a CUDA GPU (inferlab.cuda_available() is False)", file=sys.stderr)
+    if args.cpu_smoke:
+        ctx = Ctx(quick=True, iters=2, warmup=1, device="cpu", device_name="cpu (smoke run)")
+    elif not inferlab.cuda_available():
+        print("benchmarks/kernels.py needs a CUDA GPU (inferlab.cuda_available() is False); "
+              "--cpu-smoke checks the harness on the CPU", file=sys.stderr)
         return 2
-    ctx = Ctx(quick=args.quick, iters=5 if args.quick else 20)
-    ctx.device_name = inferlab.devices()[0]["name"]
+    else:
+        ctx = Ctx(quick=args.quick, iters=5 if args.quick else 20)
+        ctx.device_name = inferlab.devices()[0]["name"]
     ctx.ceiling_gbps = measure_copy_ceiling(ctx)
     rows, errors = [], {}
     for name in [s.strip() for s in args.only.split(",") if s.strip()]:

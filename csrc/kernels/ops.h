@@ -21,10 +21,13 @@ namespace ops {
 // Throws ValueError for ids outside [0, V) (checked on the CPU; on CUDA out-of-range rows are zero-filled
 // and the model checks ids on the host before launch).
 void embedding(const Tensor& ids, const Tensor& table, Tensor& out);
-// Same, from a GGUF-typed table [V, D] (any type QWeight supports), dequantized on the fly.
+// Same, from a GGUF-typed table [V, D] (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K),
+// dequantized on the fly. Layout 0 (GGUF blocks) on either device; on CUDA also the matmul's split
+// layout 1, so one QWeight can serve as both the token embedding and a tied output head.
 void embedding_q(const Tensor& ids, const QWeight& table, Tensor& out);
 
 // out = x / sqrt(mean(x^2) + eps) * w;  x [T, D], w [D], out [T, D]
+// (the norms also accept x/out [..., D], normalising over the last axis; out may be x itself)
 void rms_norm(const Tensor& x, const Tensor& w, float eps, Tensor& out);
 // Fused residual step: residual += x (residual is F32, updated in place), out = rms_norm(residual) * w.
 void add_rms_norm(Tensor& residual, const Tensor& x, const Tensor& w, float eps, Tensor& out);

@@ -16,62 +16,84 @@ using namespace inferlab::sampling;
 
 namespace {
 
+struct RowScratch {
+  std::vector<float> z, e;
+  std::vector<uint32_t> key, tmp;
+  std::vector<uint8_t> pen;
+  std::vector<std::pair<uint32_t, uint64_t>> cand;
+};
+
+// Smallest key tau whose strictly-higher mass is below thr (cand: (key, mass > 0) of the top-k survivors).
+// Sorts only as much of the candidates as the nucleus needs.
+uint32_t top_p_key(std::vector<std::pair<uint32_t, uint64_t>>& cand, uint64_t thr) {
+  auto desc = [](const auto& a, const auto& b) { return a.first > b.first; };
+  size_t m = std::min<size_t>(cand.size(), 512);
+  for (;;) {
+    // cand[0, m) now holds the m largest keys in order; the rest are <= cand[m - 1]
+    std::partial_sort(cand.begin(), cand.begin() + m, cand.end(), desc);
+    uint64_t above = 0;  // mass of keys strictly greater than the current group
+    uint32_t tau = 0;
+    bool need_more = false;
+    for (size_t g = 0; g < m;) {
+      if (above >= thr) return tau;
+      tau = cand[g].first;
+      size_t h = g;
+      for (; h < m && cand[h].first == tau; ++h) above += cand[h].second;
+      if (h == m && m < cand.size()) {  // the group may continue in the unsorted rest
+        need_more = true;
+        break;
+      }
+      g = h;
+    }
+    if (!need_more) return tau;  // all candidates walked: every group is kept
+    m = 8 * m >= cand.size() ? cand.size() : 4 * m;  // large nuclei: one full sort
+  }
+}
+
 int32_t sample_row(const float* l, int64_t V, const int32_t* prev, int64_t P, const ops::SamplingParams& p,
-                   uint32_t row, std::vector<float>& z, std::vector<uint32_t>& key, std::vector<uint8_t>& pen) {
+                   uint32_t row, RowScratch& w) {
   const bool use_pen = prev != nullptr && P > 0 && p.repetition_penalty != 1.f;
   if (use_pen) {
-    std::fill(pen.begin(), pen.end(), 0);
+    std::fill(w.pen.begin(), w.pen.end(), 0);
     for (int64_t j = 0; j < P; ++j)
-      if (prev[j] >= 0 && prev[j] < V) pen[(size_t)prev[j]] = 1;
+      if (prev[j] >= 0 && prev[j] < V) w.pen[(size_t)prev[j]] = 1;
   }
   const float temp = p.temperature > 0.f ? p.temperature : 0.f;
   int64_t best = 0;
   for (int64_t i = 0; i < V; ++i) {
-    z[i] = adjusted_logit(l[i], use_pen && pen[i], p.repetition_penalty, temp);
-    key[i] = float_key(z[i]);
-    if (key[i] > key[best]) best = i;
+    w.z[i] = adjusted_logit(l[i], use_pen && w.pen[i], p.repetition_penalty, temp);
+    w.key[i] = float_key(w.z[i]);
+    if (w.key[i] > w.key[best]) best = i;
   }
   if (temp <= 0.f) return (int32_t)best;
-  const float zmax = z[best];
+  const float zmax = w.z[best];
 
   uint32_t kth = 0;
   if (p.top_k > 0 && p.top_k < V) {
-    std::vector<uint32_t> k2(key.begin(), key.begin() + V);
-    std::nth_element(k2.begin(), k2.begin() + (p.top_k - 1), k2.end(), std::greater<uint32_t>());
-    kth = k2[(size_t)(p.top_k - 1)];
+    w.tmp.assign(w.key.begin(), w.key.begin() + V);
+    std::nth_element(w.tmp.begin(), w.tmp.begin() + (p.top_k - 1), w.tmp.end(), std::greater<uint32_t>());
+    kth = w.tmp[(size_t)(p.top_k - 1)];
   }
+  for (int64_t i = 0; i < V; ++i) w.e[i] = w.key[i] >= kth ? weight(w.z[i], zmax) : 0.f;
 
   uint32_t tau = 0;
   if (p.top_p < 1.f) {
     // candidates: top-k survivors with non-zero mass (zero-mass tokens cannot be drawn)
-    std::vector<std::pair<uint32_t, uint64_t>> cand;
+    w.cand.clear();
     uint64_t total = 0;
     for (int64_t i = 0; i < V; ++i) {
-      if (key[i] < kth) continue;
-      const uint64_t m = mass_of_weight(weight(z[i], zmax));
+      const uint64_t m = mass_of_weight(w.e[i]);
       total += m;
-      if (m) cand.emplace_back(key[i], m);
+      if (m) w.cand.emplace_back(w.key[i], m);
     }
-    const uint64_t thr = top_p_threshold(p.top_p, total);
-    std::sort(cand.begin(), cand.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
-    uint64_t above = 0;  // mass of keys strictly greater than the current group
-    for (size_t g = 0; g < cand.size();) {
-      if (above >= thr) break;
-      tau = cand[g].first;
-      size_t h = g;
-      uint64_t gm = 0;
-      for (; h < cand.size() && cand[h].first == cand[g].first; ++h) gm += cand[h].second;
-      above += gm;
-      g = h;
-    }
+    tau = top_p_key(w.cand, top_p_threshold(p.top_p, total));
   }
 
   const uint32_t lo = std::max(kth, tau);
   auto kept_mass = [&](int64_t i) -> uint64_t {
-    if (key[i] < lo) return 0;
-    const float e = weight(z[i], zmax);
-    if (p.min_p > 0.f && !(e >= p.min_p)) return 0;
-    return mass_of_weight(e);
+    if (w.key[i] < lo) return 0;
+    if (p.min_p > 0.f && !(w.e[i] >= p.min_p)) return 0;
+    return mass_of_weight(w.e[i]);
   };
   uint64_t total = 0;
   for (int64_t i = 0; i < V; ++i) total += kept_mass(i);
@@ -94,11 +116,12 @@ void sample(const Tensor& logits, const ops::SamplingParams& p, const Tensor& pr
   const int32_t* pp = prev_tokens.defined() ? prev_tokens.data_as<int32_t>() : nullptr;
   int32_t* out = tokens.data_as<int32_t>();
   parallel_rows(B, 8 * V, [&](int64_t b0, int64_t b1) {
-    std::vector<float> z((size_t)V);
-    std::vector<uint32_t> key((size_t)V);
-    std::vector<uint8_t> pen((size_t)V);
-    for (int64_t b = b0; b < b1; ++b)
-      out[b] = sample_row(lp + b * V, V, pp ? pp + b * P : nullptr, P, p, (uint32_t)b, z, key, pen);
+    RowScratch w;
+    w.z.resize((size_t)V);
+    w.e.resize((size_t)V);
+    w.key.resize((size_t)V);
+    w.pen.resize((size_t)V);
+    for (int64_t b = b0; b < b1; ++b) out[b] = sample_row(lp + b * V, V, pp ? pp + b * P : nullptr, P, p, (uint32_t)b, w);
   });
 }
 

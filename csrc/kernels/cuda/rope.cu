@@ -1,9 +1,11 @@
-// RoPE: one block per token. The block computes the token's cos/sin table in double precision
-// (angles reach ~1e5 rad at long positions, where float32 would lose ~1e-2 rad) into shared
-// memory, then rotates every head with 16-byte accesses where the layout allows.
+// RoPE: one block per token. The block computes the token's cos/sin table into shared memory -- the angle
+// pos * theta^(-2i/n_rot) in double (it reaches ~1e5 rad at long positions, where float32 would lose
+// ~1e-2 rad), reduced mod 2 pi in double, then sincosf -- and rotates every head with 16-byte accesses
+// where the layout allows.
 #include "kernels/cuda/rope.cuh"
 
 #include <algorithm>
+#include <cmath>
 
 #include "core/cuda_check.h"
 #include "kernels/cuda/vec_io.cuh"
@@ -12,18 +14,30 @@ namespace inferlab {
 namespace cuda {
 namespace {
 
+// Inverse frequencies theta^(-2i/n_rot), computed once on the host (in double) and passed by value.
+constexpr int kMaxTableHalf = 256;
+struct RopeFreqs {
+  double inv_freq[kMaxTableHalf];
+  int n = 0;  // entries filled (== n_rot / 2), or 0: compute them in the kernel
+};
+
 template <class Tx, class To>
-__global__ void rope_kernel(RopeParams p, bool vec, bool inplace) {
+__global__ void rope_kernel(RopeParams p, RopeFreqs f, bool vec, bool inplace) {
   extern __shared__ float cs[];  // cos [half], then sin [half]
   const int64_t t = blockIdx.x;
   const int half = p.n_rot / 2;
   const double pos = (double)p.positions[t];
   for (int i = threadIdx.x; i < half; i += blockDim.x) {
-    const double inv_freq = pow((double)p.theta, -2.0 * (double)i / (double)p.n_rot);
-    double s, c;
-    sincos(pos * inv_freq, &s, &c);
-    cs[i] = (float)c;
-    cs[half + i] = (float)s;
+    const double inv_freq = f.n ? f.inv_freq[i] : pow((double)p.theta, -2.0 * (double)i / (double)p.n_rot);
+    // angle in double, reduced to [-pi, pi] (two-part 2 pi), then float sincos of the small remainder
+    const double a = pos * inv_freq;
+    const double k = rint(a * 0.15915494309189535);
+    double r = fma(-k, 6.283185307179586, a);
+    r = fma(-k, 2.4492935982947064e-16, r);
+    float s, c;
+    sincosf((float)r, &s, &c);
+    cs[i] = c;
+    cs[half + i] = s;
   }
   __syncthreads();
   const int64_t D = p.D, H = p.H;
@@ -109,8 +123,13 @@ void launch_rope(const RopeParams& p, cudaStream_t stream) {
   int threads = (int)std::min<int64_t>(256, (units + 31) / 32 * 32);
   if (threads < 32) threads = 32;
   const size_t smem = sizeof(float) * 2 * (size_t)(half > 0 ? half : 1);
+  RopeFreqs f;
+  if (half <= kMaxTableHalf) {
+    for (int i = 0; i < half; ++i) f.inv_freq[i] = std::pow((double)p.theta, -2.0 * (double)i / (double)p.n_rot);
+    f.n = half;
+  }
   IL_DISPATCH_FLOAT(p.x_dtype, Tx, IL_DISPATCH_FLOAT(p.out_dtype, To, {
-    rope_kernel<Tx, To><<<(unsigned)p.T, threads, smem, stream>>>(p, vec, inplace);
+    rope_kernel<Tx, To><<<(unsigned)p.T, threads, smem, stream>>>(p, f, vec, inplace);
     IL_CUDA_CHECK_LAUNCH();
   }));
 }

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._core_loader import core as _core
-from .._tensor import DeviceArray, as_device_array, np_dtype
+from .._tensor import DeviceArray, as_device_array
 
 _k = _core.kernels
 

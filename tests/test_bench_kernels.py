@@ -1,0 +1,22 @@
+"""benchmarks/kernels.py keeps working: a CPU smoke run of the harness (the GPU numbers come from the lead's runs)."""
+import json
+import pathlib
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def test_kernel_benchmark_cpu_smoke(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    sys.modules.pop("kernels", None)
+    import kernels  # benchmarks/kernels.py
+
+    out = tmp_path / "bench.json"
+    assert kernels.main(["--cpu-smoke", "--only", "basic", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["ceiling_gbps"] > 0
+    ops = {r["op"] for r in data["results"]}
+    for op in ["rms_norm", "add_rms_norm", "layer_norm", "rope neox", "add", "swiglu", "swiglu_fused", "gelu",
+               "softmax", "embedding", "embedding_q", "sample greedy"]:
+        assert op in ops
+    assert all(r["ms"] > 0 and r["gbps"] > 0 for r in data["results"])
