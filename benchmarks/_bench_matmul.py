@@ -6,6 +6,7 @@
   weight from HBM; calls are timed as a CUDA-graph replay (no launch overhead, as a model running under
   CUDA graphs sees them). "copy same-size" rows time a D2D copy of the weight's size the same way: the
   practical ceiling for a matrix that small (read + write counted).
+* crossover: quantized weights at T = 8..128, fused kernel (chunks of 8 rows) vs dequantize + cuBLAS.
 * prefill GEMM (T = 512, 2048): TFLOP/s = 2 T N K / time, beside cuBLAS bf16 GEMM through torch (when
   installed) at the same shapes. Quantized weights include their dequantization to fp16 per call.
 
@@ -117,12 +118,11 @@ def run_matvec(ctx) -> list[dict]:
                 rows.append(ctx.row(SECTION, f"{op} {label}", (n, k), t, ms, nbytes, 2.0 * T * n * k,
                                     note=f"{copies} weight copies cycled"))
             del ws
-            # the copy ceiling at this size (one per distinct byte count)
+            # the copy ceiling at this size (once per distinct byte count)
             if wbytes not in same_size:
-                same_size[wbytes] = copy_ms(wbytes, iters)
-            cms = same_size[wbytes]
-            rows.append(ctx.row(SECTION, f"copy same-size {label}", (n, k), t, cms, 2 * wbytes,
-                                note="D2D copy of the weight's bytes (read+write)"))
+                same_size[wbytes] = cms = copy_ms(wbytes, iters)
+                rows.append(ctx.row(SECTION, f"copy same-size {label}", (n, k), t, cms, 2 * wbytes,
+                                    note="D2D copy of this weight's byte count (read+write)"))
     return rows
 
 
@@ -196,9 +196,29 @@ def _time_dequant(w, out, iters: int) -> float:
     return (time.perf_counter() - t0) * 1e3 / iters
 
 
+def run_crossover(ctx) -> list[dict]:
+    """Quantized weights at small T: the fused kernel in chunks of 8 rows vs dequantize + cuBLAS
+    (matmul.cuh's kChunkedDecodeMaxT picks between them; these rows are the measurement behind it)."""
+    rows = []
+    iters = 5 if ctx.quick else 20
+    label, n, k = SHAPES[4]
+    rng = np.random.default_rng(2)
+    for t in (["Q4_K"] if ctx.quick else ["Q4_K", "Q6_K", "Q8_0", "Q4_0"]):
+        ws = _weights(t, n, k, max(1, min(32, -(-L2_FLUSH_BYTES // (n * (k // _BLOCK[t][0]) * _BLOCK[t][1])))))
+        for T in (8, 16, 32, 64, 128):
+            x = inferlab.DeviceArray.from_numpy(rng.standard_normal((T, k)).astype(np.float32), "cuda")
+            y = inferlab.DeviceArray.empty((T, n), "float32", "cuda")
+            for path in ("fused", "cublas"):
+                ms = float(_mm.bench_matmul_ms(x, [w._w for w in ws], y, iters, path))
+                rows.append(ctx.row(SECTION, f"T={T} {path} {label}", (T, n, k), t, ms, flops=2.0 * T * n * k,
+                                    note="crossover fused-chunks vs dequant+cuBLAS"))
+        del ws
+    return rows
+
+
 def run(ctx) -> list[dict]:
     """Section entry point for benchmarks/kernels.py."""
-    return run_matvec(ctx) + run_prefill(ctx)
+    return run_matvec(ctx) + run_crossover(ctx) + run_prefill(ctx)
 
 
 def _main(argv=None) -> int:

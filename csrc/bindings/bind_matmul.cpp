@@ -24,13 +24,8 @@ GGMLType type_from_name(const std::string& name) {
 }
 
 QWeight from_tensor_info(const GGUFTensorInfo& ti, Device dev) {
-  int64_t n = 1;
-  for (size_t i = 1; i < ti.ne.size(); ++i) n *= ti.ne[i];
-  IL_CHECK_ARG(ti.ne.size() >= 2, "tensor '", ti.name, "' is ", ti.ne.size(), "-D; a matmul weight is 2-D");
-  for (size_t i = 2; i < ti.ne.size(); ++i)
-    IL_CHECK_ARG(ti.ne[i] == 1, "tensor '", ti.name, "' has more than 2 non-trivial dimensions");
   py::gil_scoped_release release;
-  return QWeight::from_host(ti.name, ti.type, n, ti.ne[0], ti.data, dev);
+  return qweight_from_gguf(ti, dev);
 }
 
 }  // namespace
@@ -122,7 +117,7 @@ void bind_matmul(py::module_& m) {
       py::arg("w"), py::arg("out"), "Writes W into out [n, k] (float32 or float16) on the weight's device.");
   mm.def(
       "bench_matmul_ms",
-      [](const Tensor& x, const std::vector<const QWeight*>& ws, Tensor& y, int iters) -> double {
+      [](const Tensor& x, const std::vector<const QWeight*>& ws, Tensor& y, int iters, const std::string& path) -> double {
 #ifdef INFERLAB_WITH_CUDA
         require_cuda("bench_matmul_ms");
         IL_CHECK_ARG(!ws.empty(), "no weights");
@@ -131,17 +126,22 @@ void bind_matmul(py::module_& m) {
           ops::matmul(x, *w, y);  // validates (and runs once)
           cuda::MatmulParams p;
           p.x = x.data(); p.x_dtype = x.dtype(); p.y = y.data(); p.y_dtype = y.dtype(); p.w = w; p.t = x.size(0);
+          if (path == "fused") p.path = cuda::MatmulPath::Fused;
+          else if (path == "cublas") p.path = cuda::MatmulPath::Cublas;
+          else IL_CHECK_ARG(path == "auto", "path must be 'auto', 'fused' or 'cublas', got '", path, "'");
           calls.push_back(p);
         }
         py::gil_scoped_release release;
         return cuda::bench_matmul_ms(calls.data(), (int)calls.size(), iters);
 #else
+        (void)x; (void)ws; (void)y; (void)iters; (void)path;
         require_cuda("bench_matmul_ms");
         return 0.0;
 #endif
       },
-      py::arg("x"), py::arg("weights"), py::arg("y"), py::arg("iters") = 50,
-      "ms per matmul(x, w, y) on CUDA, cycling through `weights`, timed as a CUDA graph replay.");
+      py::arg("x"), py::arg("weights"), py::arg("y"), py::arg("iters") = 50, py::arg("path") = "auto",
+      "ms per matmul(x, w, y) on CUDA, cycling through `weights`, timed as a CUDA graph replay. path: 'auto', "
+      "'fused' (the decode kernel, in chunks of 8 rows) or 'cublas' (dequantize to fp16 + cuBLAS).");
   mm.def(
       "bench_copy_ms",
       [](const std::vector<Tensor>& dsts, const std::vector<Tensor>& srcs, int iters) -> double {
@@ -160,6 +160,7 @@ void bind_matmul(py::module_& m) {
         py::gil_scoped_release release;
         return cuda::bench_copy_ms(d.data(), s.data(), (int)d.size(), nb, iters);
 #else
+        (void)dsts; (void)srcs; (void)iters;
         require_cuda("bench_copy_ms");
         return 0.0;
 #endif

@@ -33,6 +33,7 @@
 namespace inferlab {
 
 struct QWeight;
+struct GGUFTensorInfo;
 
 enum : int32_t { kLayoutGGUF = 0, kLayoutSplit = 1 };
 
@@ -56,6 +57,10 @@ void gguf_from_split(GGMLType type, int64_t n, int64_t k, const uint8_t* src, ui
 
 // The weight's bytes in GGUF layout, copied to the host (whatever its device and layout).
 std::vector<uint8_t> qweight_gguf_bytes(const QWeight& w);
+// A QWeight from a GGUF tensor (ggml shape [k, n], trailing dims of 1 allowed), uploaded to `device`.
+// The name is the tensor's. ValueError for tensors that are not 2-D, NotSupportedError for other types.
+QWeight qweight_from_gguf(const GGUFTensorInfo& ti, Device device);
+
 // Dequantizes the whole weight to float32 on the host: out [n, k].
 void qweight_dequantize_host(const QWeight& w, float* out);
 // Dequantizes the whole weight into `out` [n, k] (F32 or F16) on the weight's device (enqueued on

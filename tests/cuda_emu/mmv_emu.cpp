@@ -1,6 +1,7 @@
 // Host emulation of the CUDA decode matmul's lane logic and of the device block decoders, so they can be
-// checked without a GPU. Compiled by tests/test_matmul.py::test_cuda_lane_logic_emulated (g++ with the CUDA
-// headers on the include path) and linked against the CPU build's libinferlab_core.a.
+// checked without a GPU. Compiled by tests/test_matmul.py::test_cuda_lane_logic_emulated with g++ and the
+// CUDA headers on the include path, together with csrc/kernels/qweight_layout.cpp, csrc/gguf/dequant.cpp
+// and csrc/core/ggml_types.cpp.
 //
 // For every type it checks:
 //   * dequant_unit / dequant_element (split layout) against the CPU dequantize_row;

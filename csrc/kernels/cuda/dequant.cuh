@@ -163,22 +163,27 @@ IL_HD uint32_t spread4(uint32_t x) { return (x * 0x00204081u) & 0x01010101u; }
 IL_HD uint32_t word_of(const uint4& v, int i) {
   return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
 }
-// Byte i (runtime, 0..11) of the 12 bytes held in words a, b, c.
-IL_HD uint32_t byte12(uint32_t a, uint32_t b, uint32_t c, int i) {
-  const uint32_t w = i < 4 ? a : (i < 8 ? b : c);
-  return (w >> (8 * (i & 3))) & 0xffu;
-}
-// ggml's get_scale_min_k4: 6-bit scale and min of sub-block j (0..7) from the 12 packed bytes.
+// Small unsigned int (< 2^23) to float without a conversion instruction.
+IL_HD float small_u2f(uint32_t v) { return u2f(0x4B000000u | v) - 8388608.0f; }
+// ggml's get_scale_min_k4: 6-bit scale and min of sub-block j (0..7) from the 12 packed bytes in words
+// a, b, c; branch-free, small ints to float without conversion instructions.
 IL_HD void scale_min_k4(uint32_t a, uint32_t b, uint32_t c, int j, float& sc, float& mn) {
-  if (j < 4) {
-    sc = (float)(byte12(a, b, c, j) & 63u);
-    mn = (float)(byte12(a, b, c, j + 4) & 63u);
-  } else {
-    sc = (float)((byte12(a, b, c, j + 4) & 0xFu) | ((byte12(a, b, c, j - 4) >> 6) << 4));
-    mn = (float)((byte12(a, b, c, j + 4) >> 4) | ((byte12(a, b, c, j) >> 6) << 4));
-  }
+  const uint32_t sel = 0x4440u | (uint32_t)(j & 3);  // byte j & 3 of the word, other bytes zero
+  const uint32_t A = byte_perm(a, 0u, sel), B = byte_perm(b, 0u, sel), C = byte_perm(c, 0u, sel);
+  const bool hi = j >= 4;
+  const uint32_t s = hi ? ((C & 0xFu) | ((A >> 6) << 4)) : (A & 63u);
+  const uint32_t m = hi ? ((C >> 4) | ((B >> 6) << 4)) : (B & 63u);
+  sc = small_u2f(s);
+  mn = small_u2f(m);
 }
 constexpr float kMagic = 8388608.0f;  // 2^23
+
+// Words of v rotated: result word i = word (i + rot) & 3 of v.
+IL_HD uint4 rotate_words(uint4 v, int rot) {
+  if (rot & 1) v = make_uint4(v.y, v.z, v.w, v.x);
+  if (rot & 2) v = make_uint4(v.z, v.w, v.x, v.y);
+  return v;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Per-type traits. Common members:
@@ -192,6 +197,9 @@ template <int QK_, int LPB_, int RUNS_, int PB_, int SB_, bool HAS_MIN_, int OFF
 struct QTQuant {
   static constexpr int QK = QK_, LPB = LPB_, RUNS = RUNS_, PB = PB_, SB = SB_;
   static constexpr bool HAS_MIN = HAS_MIN_, IS_FLOAT = false;
+  // ROT_REGS: rotate_regs(r, rot) rotates the loaded words so that run() yields its quarters already in
+  // the order (i + rot) & 3 (one rotation per unit instead of one per run; used by the matmul kernel).
+  static constexpr bool ROT_REGS = false;
   static constexpr float MAGIC_OFF = kMagic + (float)OFF_;
   using Quarter = uint32_t;
   static IL_HD const uint8_t* payload(const QView& v, int64_t row, int64_t blk) {
@@ -210,6 +218,8 @@ template <> struct QT<GGMLType::Q4_0> : QTQuant<32, 1, 2, 16, 2, false, 8> {
     r.q = ld_stream16(p);
     r.d = h2f(ld_ro2(s));
   }
+  static constexpr bool ROT_REGS = true;
+  static IL_HD void rotate_regs(Regs& r, int rot) { r.q = rotate_words(r.q, rot); }
   static IL_HD int run_offset(int, int j) { return 16 * j; }
   static IL_HD void run(const Regs& r, int, int j, uint32_t q[4], float& s, float& m) {
     const int sh = 4 * j;
@@ -229,6 +239,8 @@ template <> struct QT<GGMLType::Q4_1> : QTQuant<32, 1, 2, 16, 4, true, 0> {
     r.d = h2f(dm);
     r.m = h2f(dm >> 16);
   }
+  static constexpr bool ROT_REGS = true;
+  static IL_HD void rotate_regs(Regs& r, int rot) { r.q = rotate_words(r.q, rot); }
   static IL_HD int run_offset(int, int j) { return 16 * j; }
   static IL_HD void run(const Regs& r, int, int j, uint32_t q[4], float& s, float& m) {
     const int sh = 4 * j;
@@ -307,6 +319,8 @@ template <> struct QT<GGMLType::Q2_K> : QTQuant<256, 4, 4, 80, 4, true, 0> {
     r.d = h2f(dd);
     r.dmin = h2f(dd >> 16);
   }
+  static constexpr bool ROT_REGS = true;
+  static IL_HD void rotate_regs(Regs& r, int rot) { r.q = rotate_words(r.q, rot); }
   static IL_HD int run_offset(int sub, int j) {
     return 128 * (sub >> 1) + 32 * j + 16 * (sub & 1);
   }
@@ -316,19 +330,26 @@ template <> struct QT<GGMLType::Q2_K> : QTQuant<256, 4, 4, 80, 4, true, 0> {
     for (int i = 0; i < 4; ++i) q[i] = (word_of(r.q, i) >> sh) & 0x03030303u;
     const int bi = 2 * j + (sub & 1);  // byte index within the 8 loaded scale bytes
     const uint32_t sc = ((bi < 4 ? r.sc.x : r.sc.y) >> (8 * (bi & 3))) & 0xffu;
-    s = r.d * (float)(sc & 0xFu);
-    m = -r.dmin * (float)(sc >> 4);
+    s = r.d * small_u2f(sc & 0xFu);
+    m = -r.dmin * small_u2f(sc >> 4);
   }
 };
 
 // Q3_K: element 128n + 32j + l: q = crumb j of qs[32n + l] - (bit (4n + j) of hmask[l] ? 0 : 4),
 // value d * (scale6[8n + 2j + l/16] - 32) * q. Code = crumb | hbit << 2, OFF 4.
 template <> struct QT<GGMLType::Q3_K> : QTQuant<256, 4, 4, 96, 16, false, 4> {
-  struct Regs { uint4 q, h; uint4 sd; };
+  struct Regs { uint4 q, h; uint32_t s0, s1, s2; float d; };  // s0..s2: the 12 packed scale bytes
   static IL_HD void load(Regs& r, const uint8_t* p, const uint8_t* s, int sub) {
     r.q = ld_stream16(p + 32 + 16 * sub);
     r.h = ld_stream16(p + 16 * (sub & 1));
-    r.sd = ld_ro16(s);
+    const uint4 sd = ld_ro16(s);
+    r.s0 = sd.x; r.s1 = sd.y; r.s2 = sd.z;
+    r.d = h2f(sd.w);
+  }
+  static constexpr bool ROT_REGS = true;
+  static IL_HD void rotate_regs(Regs& r, int rot) {
+    r.q = rotate_words(r.q, rot);
+    r.h = rotate_words(r.h, rot);
   }
   static IL_HD int run_offset(int sub, int j) {
     return 128 * (sub >> 1) + 32 * j + 16 * (sub & 1);
@@ -339,10 +360,13 @@ template <> struct QT<GGMLType::Q3_K> : QTQuant<256, 4, 4, 96, 16, false, 4> {
 #pragma unroll
     for (int i = 0; i < 4; ++i)
       q[i] = ((word_of(r.q, i) >> sh) & 0x03030303u) | (((word_of(r.h, i) >> hb) & 0x01010101u) << 2);
+    // 6-bit scale `is`: low 4 bits in nibble (is >> 3) of byte (is & 7), high 2 bits at 2 (is >> 2) of byte 8 + (is & 3).
     const int is = 8 * n + 2 * j + (sub & 1);
-    const uint32_t lo = is < 8 ? (byte12(r.sd.x, r.sd.y, r.sd.z, is) & 0xFu) : (byte12(r.sd.x, r.sd.y, r.sd.z, is - 8) >> 4);
-    const uint32_t hi = (byte12(r.sd.x, r.sd.y, r.sd.z, 8 + (is & 3)) >> (2 * (is >> 2))) & 3u;
-    s = h2f(r.sd.w) * (float)((int)(lo | (hi << 4)) - 32);
+    const uint32_t sel = 0x4440u | (uint32_t)(is & 3);
+    const uint32_t lb = byte_perm((is & 4) ? r.s1 : r.s0, 0u, sel);
+    const uint32_t hbyte = byte_perm(r.s2, 0u, sel);
+    const uint32_t code = ((lb >> (4 * (is >> 3))) & 0xFu) | (((hbyte >> (2 * (is >> 2))) & 3u) << 4);
+    s = r.d * (u2f(0x4B000000u | code) - (8388608.0f + 32.0f));
     m = 0.f;
   }
 };
@@ -350,30 +374,38 @@ template <> struct QT<GGMLType::Q3_K> : QTQuant<256, 4, 4, 96, 16, false, 4> {
 // Q4_K: element 64c + l (l < 32): low nibble of qs[32c + l], sub-block 2c; 64c + 32 + l: high nibble,
 // sub-block 2c + 1; value d * sc * q - dmin * mn. Unit sub: qs bytes [16 sub, +16), c = sub/2.
 template <> struct QT<GGMLType::Q4_K> : QTQuant<256, 8, 2, 128, 16, true, 0> {
-  struct Regs { uint4 q; uint4 sd; };
+  struct Regs { uint4 q; uint32_t s0, s1, s2; float d, dmin; };  // s0..s2: scales[0..11]
   static IL_HD void load(Regs& r, const uint8_t* p, const uint8_t* s, int sub) {
     r.q = ld_stream16(p + 16 * sub);
-    r.sd = ld_ro16(s);
+    const uint4 sd = ld_ro16(s);  // d | dmin << 16, scales[0..11]
+    r.s0 = sd.y; r.s1 = sd.z; r.s2 = sd.w;
+    r.d = h2f(sd.x);
+    r.dmin = h2f(sd.x >> 16);
   }
+  static constexpr bool ROT_REGS = true;
+  static IL_HD void rotate_regs(Regs& r, int rot) { r.q = rotate_words(r.q, rot); }
   static IL_HD int run_offset(int sub, int j) { return 64 * (sub >> 1) + 16 * (sub & 1) + 32 * j; }
   static IL_HD void run(const Regs& r, int sub, int j, uint32_t q[4], float& s, float& m) {
     const int sh = 4 * j;
 #pragma unroll
     for (int i = 0; i < 4; ++i) q[i] = (word_of(r.q, i) >> sh) & 0x0F0F0F0Fu;
     float sc, mn;
-    scale_min_k4(r.sd.y, r.sd.z, r.sd.w, 2 * (sub >> 1) + j, sc, mn);
-    s = h2f(r.sd.x) * sc;
-    m = -h2f(r.sd.x >> 16) * mn;
+    scale_min_k4(r.s0, r.s1, r.s2, 2 * (sub >> 1) + j, sc, mn);
+    s = r.d * sc;
+    m = -r.dmin * mn;
   }
 };
 
 // Q5_K: as Q4_K plus a fifth bit: bit (sub-block index) of qh[l % 32].
 template <> struct QT<GGMLType::Q5_K> : QTQuant<256, 8, 2, 160, 16, true, 0> {
-  struct Regs { uint4 q, h; uint4 sd; };
+  struct Regs { uint4 q, h; uint32_t s0, s1, s2; float d, dmin; };  // s0..s2: scales[0..11]
   static IL_HD void load(Regs& r, const uint8_t* p, const uint8_t* s, int sub) {
     r.q = ld_stream16(p + 32 + 16 * sub);
     r.h = ld_stream16(p + 16 * (sub & 1));
-    r.sd = ld_ro16(s);
+    const uint4 sd = ld_ro16(s);
+    r.s0 = sd.y; r.s1 = sd.z; r.s2 = sd.w;
+    r.d = h2f(sd.x);
+    r.dmin = h2f(sd.x >> 16);
   }
   static IL_HD int run_offset(int sub, int j) { return 64 * (sub >> 1) + 16 * (sub & 1) + 32 * j; }
   static IL_HD void run(const Regs& r, int sub, int j, uint32_t q[4], float& s, float& m) {
@@ -383,9 +415,9 @@ template <> struct QT<GGMLType::Q5_K> : QTQuant<256, 8, 2, 160, 16, true, 0> {
     for (int i = 0; i < 4; ++i)
       q[i] = ((word_of(r.q, i) >> sh) & 0x0F0F0F0Fu) | (((word_of(r.h, i) >> sb) & 0x01010101u) << 4);
     float sc, mn;
-    scale_min_k4(r.sd.y, r.sd.z, r.sd.w, sb, sc, mn);
-    s = h2f(r.sd.x) * sc;
-    m = -h2f(r.sd.x >> 16) * mn;
+    scale_min_k4(r.s0, r.s1, r.s2, sb, sc, mn);
+    s = r.d * sc;
+    m = -r.dmin * mn;
   }
 };
 
@@ -408,8 +440,8 @@ template <> struct QT<GGMLType::Q6_K> : QTQuant<256, 8, 2, 208, 2, false, 32> {
     for (int i = 0; i < 4; ++i)
       q[i] = ((word_of(r.ql, i) >> sh) & 0x0F0F0F0Fu) | (((word_of(r.qh, i) >> hs) & 0x03030303u) << 4);
     const uint32_t w = j == 0 ? r.sc.x : r.sc.y;
-    const int sc = (int)(int8_t)((w >> (8 * (sub & 3))) & 0xffu);
-    s = r.d * (float)sc;
+    const uint32_t sc = ((w >> (8 * (sub & 3))) & 0xffu) ^ 0x80u;  // int8 scale + 128
+    s = r.d * (small_u2f(sc) - 128.0f);
     m = 0.f;
   }
 };
@@ -418,7 +450,7 @@ template <> struct QT<GGMLType::Q6_K> : QTQuant<256, 8, 2, 208, 2, false, 32> {
 template <int ESIZE>
 struct QTFloat {
   static constexpr int QK = 16, LPB = 1, RUNS = 1, PB = 16 * ESIZE, SB = 0;
-  static constexpr bool HAS_MIN = false, IS_FLOAT = true;
+  static constexpr bool HAS_MIN = false, IS_FLOAT = true, ROT_REGS = false;
   static IL_HD const uint8_t* payload(const QView& v, int64_t row, int64_t blk) {
     return v.pay + (row * v.nb + blk) * PB;
   }

@@ -139,19 +139,21 @@ void decode(const MatmulParams& p, cudaStream_t stream) {
 // ============================================================================================
 // Dequantize to fp16
 // ============================================================================================
+// Rows [row0, row0 + rows) of W to fp16: out [rows, k].
 template <GGMLType TY>
-__global__ void __launch_bounds__(256) dequant_f16_kernel(const QView v, __half* __restrict__ out) {
+__global__ void __launch_bounds__(256) dequant_f16_kernel(const QView v, int64_t row0, int64_t rows,
+                                                          __half* __restrict__ out) {
   using Q = QT<TY>;
-  const int64_t units = v.n * v.nb * Q::LPB;
+  const int64_t units = rows * v.nb * Q::LPB;
   for (int64_t u = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; u < units; u += (int64_t)gridDim.x * blockDim.x) {
     const int sub = (int)(u % Q::LPB);
     const int64_t gb = u / Q::LPB;
-    const int64_t row = gb / v.nb, blk = gb % v.nb;
+    const int64_t r = gb / v.nb, blk = gb % v.nb;
     float f[Q::RUNS * 16];
-    dequant_unit<TY>(v, row, blk, sub, f);
+    dequant_unit<TY>(v, row0 + r, blk, sub, f);
 #pragma unroll
     for (int j = 0; j < Q::RUNS; ++j) {
-      __half* o = out + row * v.k + blk * Q::QK + Q::run_offset(sub, j);
+      __half* o = out + r * v.k + blk * Q::QK + Q::run_offset(sub, j);
       uint32_t h[8];
 #pragma unroll
       for (int i = 0; i < 8; ++i) {
@@ -296,6 +298,18 @@ Context& context() {
   return ctx;
 }
 
+void dequant_rows_f16(const QWeight& w, int64_t row0, int64_t rows, void* out, cudaStream_t stream) {
+  const QView v = make_qview(w);
+  dispatch_qtype(w.type, [&](auto tag) {
+    constexpr GGMLType TY = decltype(tag)::value;
+    const int64_t units = rows * v.nb * QT<TY>::LPB;
+    dequant_f16_kernel<TY><<<grid_for(units, 256), 256, 0, stream>>>(v, row0, rows, static_cast<__half*>(out));
+    IL_CUDA_CHECK_LAUNCH();
+  });
+}
+
+constexpr size_t kDequantTileBytes = 64u << 20;  // fp16 scratch per tile of W rows in prefill
+
 void prefill(const MatmulParams& p, cudaStream_t stream) {
   const QWeight& w = *p.w;
   const int64_t T = p.t, N = w.n, K = w.k;
@@ -307,8 +321,12 @@ void prefill(const MatmulParams& p, cudaStream_t stream) {
   const unsigned g = grid_for(xcount, 256);
 
   // A = W: [N, K] row-major == column-major [K, N] with lda = K, used transposed.
+  // Quantized W is dequantized to fp16 in tiles of `tile` rows (bounded scratch), one GEMM per tile.
   const void* A = w.data.data();
   cudaDataType_t ab_type;
+  const bool quantized = !(w.type == GGMLType::F16 || w.type == GGMLType::BF16 || w.type == GGMLType::F32);
+  int64_t tile = N;
+  void* wbuf = nullptr;
   if (w.type == GGMLType::F16) {
     ab_type = CUDA_R_16F;
   } else if (w.type == GGMLType::BF16) {
@@ -316,9 +334,8 @@ void prefill(const MatmulParams& p, cudaStream_t stream) {
   } else if (w.type == GGMLType::F32) {
     ab_type = CUDA_R_32F;
   } else {
-    void* buf = ctx.w16.get((size_t)N * K * 2);
-    dequantize_to_f16(w, buf, stream);
-    A = buf;
+    tile = std::min<int64_t>(N, std::max<int64_t>(256, (int64_t)(kDequantTileBytes / (size_t)(K * 2)) / 64 * 64));
+    wbuf = ctx.w16.get((size_t)tile * K * 2);
     ab_type = CUDA_R_16F;
   }
 
@@ -361,8 +378,18 @@ void prefill(const MatmulParams& p, cudaStream_t stream) {
   IL_CUBLAS_CHECK(cublasSetPointerMode(ctx.handle, device_alpha ? CUBLAS_POINTER_MODE_DEVICE : CUBLAS_POINTER_MODE_HOST));
   const float* alpha = device_alpha ? ctx.scal + 1 : &one;
   const float* beta = device_alpha ? ctx.scal + 2 : &zero;
-  IL_CUBLAS_CHECK(cublasGemmEx(ctx.handle, CUBLAS_OP_T, CUBLAS_OP_N, (int)N, (int)T, (int)K, alpha, A, ab_type, (int)K,
-                               B, ab_type, (int)K, beta, C, c_type, (int)N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  const size_t c_size = c_type == CUDA_R_16F ? 2 : 4;
+  for (int64_t n0 = 0; n0 < N; n0 += tile) {
+    const int64_t nt = std::min(tile, N - n0);
+    if (quantized) {
+      dequant_rows_f16(w, n0, nt, wbuf, stream);
+      A = wbuf;
+    }
+    // Rows [n0, n0 + nt) of W give columns [n0, n0 + nt) of y: column-major C offset by n0, ldc = N.
+    IL_CUBLAS_CHECK(cublasGemmEx(ctx.handle, CUBLAS_OP_T, CUBLAS_OP_N, (int)nt, (int)T, (int)K, alpha, A, ab_type,
+                                 (int)K, B, ab_type, (int)K, beta, static_cast<char*>(C) + n0 * c_size, c_type, (int)N,
+                                 CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  }
   IL_CUBLAS_CHECK(cublasSetPointerMode(ctx.handle, CUBLAS_POINTER_MODE_HOST));
 
   if (staged_c || p.bias) {
@@ -377,13 +404,7 @@ void prefill(const MatmulParams& p, cudaStream_t stream) {
 void dequantize_to_f16(const QWeight& w, void* out, cudaStream_t stream) {
   const bool is_float = w.type == GGMLType::F32 || w.type == GGMLType::F16 || w.type == GGMLType::BF16;
   IL_CHECK_ARG(!is_float || w.k % 16 == 0, "dequantize_to_f16: float weights need k % 16 == 0, got k=", w.k);
-  const QView v = make_qview(w);
-  dispatch_qtype(w.type, [&](auto tag) {
-    constexpr GGMLType TY = decltype(tag)::value;
-    const int64_t units = v.n * v.nb * QT<TY>::LPB;
-    dequant_f16_kernel<TY><<<grid_for(units, 256), 256, 0, stream>>>(v, static_cast<__half*>(out));
-    IL_CUDA_CHECK_LAUNCH();
-  });
+  dequant_rows_f16(w, 0, w.n, out, stream);
 }
 
 namespace {
@@ -461,11 +482,28 @@ void matmul(const MatmulParams& p, cudaStream_t stream) {
   const QWeight& w = *p.w;
   const bool is_float = w.type == GGMLType::F32 || w.type == GGMLType::F16 || w.type == GGMLType::BF16;
   // The fused kernel reads float weights in 16-element pieces with 16-byte loads.
-  const bool decode_ok = !is_float || (w.k % 16 == 0 && reinterpret_cast<uintptr_t>(w.data.data()) % 16 == 0);
-  if (p.t <= kDecodeMaxT && decode_ok)
-    decode(p, stream);
-  else
+  const bool fused_ok = !is_float || (w.k % 16 == 0 && reinterpret_cast<uintptr_t>(w.data.data()) % 16 == 0);
+  bool fused;
+  switch (p.path) {
+    case MatmulPath::Fused:
+      IL_CHECK_ARG(fused_ok, "matmul: the fused kernel needs float weights with k % 16 == 0, 16-byte aligned");
+      fused = true;
+      break;
+    case MatmulPath::Cublas: fused = false; break;
+    default: fused = fused_ok && p.t <= (is_float ? kDecodeMaxT : kChunkedDecodeMaxT); break;
+  }
+  if (!fused) {
     prefill(p, stream);
+    return;
+  }
+  const size_t xrow = (size_t)w.k * dtype_size(p.x_dtype), yrow = (size_t)w.n * dtype_size(p.y_dtype);
+  for (int64_t t0 = 0; t0 < p.t; t0 += kDecodeMaxT) {
+    MatmulParams c = p;
+    c.t = std::min<int64_t>(kDecodeMaxT, p.t - t0);
+    c.x = static_cast<const char*>(p.x) + t0 * xrow;
+    c.y = static_cast<char*>(p.y) + t0 * yrow;
+    decode(c, stream);
+  }
 }
 
 }  // namespace cuda

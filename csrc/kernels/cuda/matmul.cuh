@@ -1,7 +1,7 @@
 // CUDA matmul on GGUF weights: y[T, N] = x[T, K] . W[N, K]^T (+ bias[N]).
 // Host-includable (no CUDA headers). Kernels in matmul.cu; block decoding in dequant.cuh.
 //
-// Decode (T <= kDecodeMaxT): one fused dequantize-and-multiply kernel that streams W once. Each block of
+// Decode (T <= kDecodeMaxT; quantized W: T <= kChunkedDecodeMaxT, in chunks of 8 rows): one fused dequantize-and-multiply kernel that streams W once. Each block of
 //   8 warps owns 16 rows (2 per warp); x (converted to float32) and its 16-element partial sums are staged
 //   in shared memory (in chunks of K when T*K is large); every lane decodes 16-byte pieces of W with 16-byte
 //   loads and accumulates in float32; warp-shuffle reduction; bias added in the epilogue. Activations are
@@ -26,6 +26,12 @@ namespace inferlab {
 namespace cuda {
 
 constexpr int64_t kDecodeMaxT = 8;
+// Quantized weights: up to this many rows of x run the fused kernel in chunks of kDecodeMaxT rows (W is
+// re-read per chunk) rather than dequantizing W to fp16 for cuBLAS (which writes and re-reads 2 bytes per
+// weight). Float weights use cuBLAS above kDecodeMaxT. Tune with benchmarks/_bench_matmul.py.
+constexpr int64_t kChunkedDecodeMaxT = 32;
+
+enum class MatmulPath : int32_t { Auto = 0, Fused = 1, Cublas = 2 };
 
 struct MatmulParams {
   const void* x = nullptr;     // [t, w->k] row-major, F32 / F16 / BF16
@@ -35,6 +41,7 @@ struct MatmulParams {
   const float* bias = nullptr; // [w->n] or nullptr
   const QWeight* w = nullptr;  // on CUDA: float types in layout 0, quantized types in layout 1 (split)
   int64_t t = 0;               // rows of x and y
+  MatmulPath path = MatmulPath::Auto;  // benchmarks force a path; Fused needs float weights with k % 16 == 0
 };
 
 // Validated by ops::matmul; enqueues on `stream`.

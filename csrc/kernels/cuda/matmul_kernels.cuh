@@ -180,6 +180,12 @@ IL_HD void mmv_compute_step(const typename QT<TY>::Regs (&cur)[kMmvRows], const 
   const int rot = mmv_rot(lane);
   const int KC = a.kc;
   const int cb = (int)(b * Q::QK - c0);  // block start within the staged pass
+  typename Q::Regs rg[kMmvRows];
+#pragma unroll
+  for (int r = 0; r < kMmvRows; ++r) {
+    rg[r] = cur[r];
+    if constexpr (Q::ROT_REGS) Q::rotate_regs(rg[r], rot);  // once per unit
+  }
 #pragma unroll
   for (int j = 0; j < Q::RUNS; ++j) {
     const int jj = mmv_run_of<Q>(lane, j);
@@ -188,8 +194,8 @@ IL_HD void mmv_compute_step(const typename QT<TY>::Regs (&cur)[kMmvRows], const 
     float sc[kMmvRows], mn[kMmvRows];
 #pragma unroll
     for (int r = 0; r < kMmvRows; ++r) {
-      Q::run(cur[r], sub, jj, q[r], sc[r], mn[r]);
-      rotate4(q[r], rot);
+      Q::run(rg[r], sub, jj, q[r], sc[r], mn[r]);
+      if constexpr (!Q::ROT_REGS) rotate4(q[r], rot);  // once per run
     }
     float dot[kMmvRows][TMAX];
 #pragma unroll
