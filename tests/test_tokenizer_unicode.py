@@ -131,6 +131,8 @@ HOSTILE = {
     "apostrophes": "'s'" * 50_000,
     "crlf-mix": " \r\n\t" * 50_000,
     "combining": "e" + "\u0301" * 100_000,
+    "marks-unsorted": "a" + "\u0301\u0316" * 50_000,  # NFC must reorder a long run of marks
+    "hangul-jamo": "\u1100\u1161\u11a8" * 50_000,
 }
 
 
@@ -163,9 +165,12 @@ def test_hostile_inputs_linear_and_fast(pair, case):
 
 def test_linear_scaling():
     """8x the input takes about 8x the time (O(n log n) plus noise), never 64x (quadratic)."""
-    for name in ("gpt2", "llama2"):
-        tok = Tokenizer.from_json(TOKENIZER_DIR / "hf" / name / "tokenizer.json")
-        for unit in ("A", " ", "\n", "^", "ab"):
+    for name in ("gpt2", "llama2", "qwen2.5", "llama-spm"):
+        if name == "llama-spm":
+            tok = Tokenizer.from_gguf(TOKENIZER_DIR / "ggml-vocab-llama-spm.gguf")
+        else:
+            tok = Tokenizer.from_json(TOKENIZER_DIR / "hf" / name / "tokenizer.json")
+        for unit in ("A", " ", "\n", "^", "ab", "\u0301\u0316"):
             t1, _ = best_time(lambda: tok.encode(unit * 100_000), 3)
             t2, _ = best_time(lambda: tok.encode(unit * 800_000), 2)
             assert t2 < 8 * t1 * 3 + 0.05, (name, unit, t1, t2)

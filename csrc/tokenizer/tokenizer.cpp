@@ -288,6 +288,15 @@ Tokenizer::Tokenizer(TokenizerSpec spec) : spec_(std::move(spec)) {
     }
   }
 
+  // May text be split before each run of U+2581? Only if no token has one after another char.
+  meta_split_ = spec_.escape_spaces;
+  for (size_t i = 0; i < n && meta_split_; ++i) {
+    const std::string& t = spec_.tokens[i];
+    for (size_t p = t.find(kMeta, 1); p != std::string::npos; p = t.find(kMeta, p + 1)) {
+      if (p < 3 || t.compare(p - 3, 3, kMeta) != 0) { meta_split_ = false; break; }
+    }
+  }
+
   build_trie(trie_all_, true);
   build_trie(trie_plain_, false);
 }
@@ -446,12 +455,24 @@ void Tokenizer::encode_segment(std::string_view seg, bool first_segment, Scratch
     }
     t = s.buf;
   }
-  if (spec_.algo == BpeAlgo::kSpmScores) {
-    bpe_spm(t, s, out);
-    return;
-  }
   s.words.clear();
-  pretokenize(spec_.pretok, t, s.pre, s.words);
+  if (spec_.pretok == PreTokKind::kNone && meta_split_) {
+    // No token holds a U+2581 right after another character, so no merge crosses the start of a
+    // run of U+2581: splitting there gives the same ids, and short words the cache can keep.
+    const size_t n = t.size();
+    size_t b = 0;
+    for (size_t i = 3; i + 2 < n; ++i) {
+      if (uint8_t(t[i]) == 0xE2 && uint8_t(t[i + 1]) == 0x96 && uint8_t(t[i + 2]) == 0x81 &&
+          !(uint8_t(t[i - 3]) == 0xE2 && uint8_t(t[i - 2]) == 0x96 && uint8_t(t[i - 1]) == 0x81)) {
+        s.words.emplace_back(uint32_t(b), uint32_t(i));
+        b = i;
+        i += 2;
+      }
+    }
+    s.words.emplace_back(uint32_t(b), uint32_t(n));
+  } else {
+    pretokenize(spec_.pretok, t, s.pre, s.words);
+  }
   for (const Span& w : s.words) encode_word(t.substr(w.first, w.second - w.first), s, out);
 }
 
@@ -477,7 +498,10 @@ void Tokenizer::encode_word(std::string_view word, Scratch& s, std::vector<int32
       if (it != piece_to_id_.end()) { out.push_back(it->second); done = true; }
     }
   }
-  if (!done) bpe_merges(word, s, out);
+  if (!done) {
+    if (spec_.algo == BpeAlgo::kSpmScores) bpe_spm(word, s, out);
+    else bpe_merges(word, s, out);
+  }
   if (cacheable) {
     if (cache_.size() >= (1u << 18) || cache_ids_.size() >= (1u << 24)) {
       cache_.clear();

@@ -162,7 +162,7 @@ class Tokenizer {
   std::vector<std::string> piece_bytes_;                        // decoded bytes of each token
   std::vector<uint8_t> special_;                                // 1: skipped by skip_special
   std::vector<TrieNode> trie_all_, trie_plain_;                 // added tokens: all / non-special
-  std::vector<int32_t> added_index_;
+  bool meta_split_ = false;  // SPM text may be split before runs of U+2581 (see encode_segment)
 
   // word cache (byte-level BPE): word bytes -> span of cache_ids_
   mutable std::mutex cache_mu_;

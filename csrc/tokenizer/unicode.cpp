@@ -60,15 +60,24 @@ void nfc_segment(const unsigned char* s, size_t n, std::vector<uint32_t>& buf, s
   }
   cls.resize(buf.size());
   for (size_t i = 0; i < buf.size(); ++i) cls[i] = unicode_ccc(buf[i]);
-  // canonical ordering: stable insertion sort of each run of non-starters by ccc
-  for (size_t i = 1; i < buf.size(); ++i) {
-    if (cls[i] == 0) continue;
-    size_t j = i;
-    while (j > 0 && cls[j - 1] > cls[j]) {
-      std::swap(cls[j - 1], cls[j]);
-      std::swap(buf[j - 1], buf[j]);
-      --j;
+  // canonical ordering: stable sort of each run of non-starters by ccc (O(n log n) even for
+  // hostile runs of alternating marks)
+  for (size_t i = 0; i < buf.size();) {
+    if (cls[i] == 0) { ++i; continue; }
+    size_t j = i + 1;
+    bool sorted = true;
+    while (j < buf.size() && cls[j] != 0) {
+      if (cls[j] < cls[j - 1]) sorted = false;
+      ++j;
     }
+    if (!sorted) {
+      std::vector<std::pair<uint8_t, uint32_t>> run;
+      run.reserve(j - i);
+      for (size_t k = i; k < j; ++k) run.emplace_back(cls[k], buf[k]);
+      std::stable_sort(run.begin(), run.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+      for (size_t k = i; k < j; ++k) { cls[k] = run[k - i].first; buf[k] = run[k - i].second; }
+    }
+    i = j;
   }
   // canonical composition, in place
   size_t w = 0;
