@@ -407,6 +407,8 @@ def attention_decode(q, cache, seq_lens, layer=0, scale=None, window=None):
 # The private helpers below (_rms_norm, _rope, ...) are self-contained; they compute the same
 # formulas as the kernel-level references in the sections above.
 
+import math  # noqa: E402  (kept inside this section)
+
 SUPPORTED_ARCHS = ("llama", "qwen2", "phi3", "gpt2")
 
 # Per-architecture quirks (same table as the C++ model's).
@@ -572,7 +574,7 @@ def _silu(x):
 
 
 def _gelu_tanh(x):
-    return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x ** 3)))
+    return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
 
 
 def _rope(x, pos, n_rot, theta, style, freq_factors=None, scale=1.0):
@@ -604,7 +606,7 @@ def _attention(q, k, v, q_pos, k_pos, window=0):
     group = Hq // k.shape[1]
     kk = np.repeat(k, group, axis=1)                            # [S, Hq, hd]
     vv = np.repeat(v, group, axis=1)
-    s = np.einsum("thd,shd->hts", q, kk) / np.sqrt(hd)          # [Hq, T, S]
+    s = np.einsum("thd,shd->hts", q, kk) * (1.0 / math.sqrt(hd))  # [Hq, T, S]; python float keeps dtype
     dist = q_pos[:, None] - k_pos[None, :]                      # [T, S]
     visible = dist >= 0
     if window:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["write_random_gguf", "dequantized_state", "PRESETS", "ARCHS", "QTYPES", "preset_config"]
+__all__ = ["write_random_gguf", "dequantized_state", "tensor_plan", "preset_config", "PRESETS", "ARCHS", "QTYPES"]
 
 
 def _gguf():
@@ -86,6 +86,11 @@ PRESETS = {
 
 WEIGHT_STD = 0.02   # std of every weight matrix, embedding and bias
 NORM_STD = 0.02     # norm weights are 1 + NORM_STD * N(0, 1)
+# Rows of the output head (output.weight, or token_embd when it is tied) are scaled by exp(HEAD_ROW_LOGSTD * N(0, 1)).
+# With plain i.i.d. rows the logits are a Gaussian cloud whose top two values are nearly tied (gap ~ 0.2 std for a
+# 50k vocabulary), so any rounding flips the argmax; varied row norms give a clear top-1, as trained models have,
+# and make top-1 agreement between two implementations a meaningful test.
+HEAD_ROW_LOGSTD = 0.5
 
 _CHATML = (
     "{% for message in messages %}"
@@ -122,6 +127,7 @@ class _Spec:
     shape: tuple          # NumPy order: (rows, cols); ggml ne is reversed
     kind: str             # "weight" | "norm" | "bias"
     seed_name: str = ""   # tensors with the same seed_name get identical values (GPT-2's tied head)
+    head: bool = False    # rows get HEAD_ROW_LOGSTD scales (the output head)
 
 
 def preset_config(arch, preset="tiny", n_ctx=None, vocab=None, overrides=None):
@@ -163,7 +169,8 @@ def preset_config(arch, preset="tiny", n_ctx=None, vocab=None, overrides=None):
 def _tensor_specs(arch, cfg):
     D, F, V, L = cfg["n_embd"], cfg["n_ff"], cfg["n_vocab"], cfg["n_layer"]
     hd, hq, hkv = cfg["head_dim"], cfg["n_head"], cfg["n_head_kv"]
-    specs = [_Spec("token_embd.weight", (V, D), "weight")]
+    head_tied = arch != "gpt2" and cfg["tied"]
+    specs = [_Spec("token_embd.weight", (V, D), "weight", head=head_tied or arch == "gpt2")]
     if arch == "gpt2":
         specs.append(_Spec("position_embd.weight", (cfg["n_ctx"], D), "weight"))
     for i in range(L):
@@ -209,9 +216,9 @@ def _tensor_specs(arch, cfg):
     if arch == "gpt2":
         specs.append(_Spec("output_norm.bias", (D,), "bias"))
         # llama.cpp's GPT-2 converter writes the tied head as its own copy of token_embd.
-        specs.append(_Spec("output.weight", (V, D), "weight", seed_name="token_embd.weight"))
+        specs.append(_Spec("output.weight", (V, D), "weight", seed_name="token_embd.weight", head=True))
     elif not cfg["tied"]:
-        specs.append(_Spec("output.weight", (V, D), "weight"))
+        specs.append(_Spec("output.weight", (V, D), "weight", head=True))
     return specs
 
 
@@ -334,12 +341,20 @@ def _chunk_rows(shape):
     return rows, cols, [(r, min(rows, r + per)) for r in range(0, rows, per)]
 
 
-def _make_tensor(spec, gtype, seed, pool):
+def _make_tensor(spec, gtype, seed, pool, given=None):
     """Generate the tensor's float values chunk by chunk, quantize each chunk, return the stored array."""
     from ._quant_np import quantize_rows
 
+    if given is not None:                              # caller-supplied values instead of random ones
+        x = np.asarray(given, dtype=np.float32).reshape(spec.shape[0] if len(spec.shape) > 1 else 1, -1)
+        out = quantize_rows(x, gtype)
+        return out.reshape(-1) if len(spec.shape) == 1 else out
     key = zlib.crc32((spec.seed_name or spec.name).encode())
     rows, cols, chunks = _chunk_rows(spec.shape)
+    row_scale = None
+    if spec.head and HEAD_ROW_LOGSTD:
+        r = np.random.default_rng(np.random.SeedSequence([seed, key, 1 << 30]))
+        row_scale = np.exp(HEAD_ROW_LOGSTD * r.standard_normal(rows)).astype(np.float32)[:, None]
 
     def one(ic):
         i, (r0, r1) = ic
@@ -349,6 +364,8 @@ def _make_tensor(spec, gtype, seed, pool):
             x = 1.0 + np.float32(NORM_STD) * x
         else:
             x *= np.float32(WEIGHT_STD)
+        if row_scale is not None:
+            x *= row_scale[r0:r1]
         return quantize_rows(x, gtype)
 
     parts = list(pool.map(one, enumerate(chunks))) if len(chunks) > 1 else [one((0, chunks[0]))]
@@ -358,8 +375,16 @@ def _make_tensor(spec, gtype, seed, pool):
     return out
 
 
+def tensor_plan(arch, preset="tiny", qtype="F32", n_ctx=None, vocab=None, overrides=None):
+    """What write_random_gguf would write: a list of (name, NumPy shape, ggml type name)."""
+    if qtype not in QTYPES:
+        raise ValueError(f"qtype must be one of {', '.join(QTYPES)}; got {qtype!r}")
+    cfg = preset_config(arch, preset, n_ctx=n_ctx, vocab=vocab, overrides=overrides)
+    return [(s.name, s.shape, _pick_type(s, arch, qtype, cfg)) for s in _tensor_specs(arch, cfg)]
+
+
 def write_random_gguf(path, arch, preset="tiny", qtype="F32", seed=0, n_ctx=None, vocab=None,
-                      overrides=None, threads=None):
+                      overrides=None, tensors=None, threads=None):
     """Write a random-weight GGUF model and return its path.
 
     path: output file (overwritten). arch: "llama" | "qwen2" | "phi3" | "gpt2".
@@ -370,6 +395,8 @@ def write_random_gguf(path, arch, preset="tiny", qtype="F32", seed=0, n_ctx=None
     n_ctx: the context length written (GPT-2's position_embd has this many rows). vocab: vocabulary size.
     overrides: dict of config keys to change (n_embd, n_layer, n_head, n_head_kv, n_ff, head_dim,
         rope_theta, eps, tied, sliding_window, ...), e.g. {"n_layer": 1, "n_head_kv": 4}.
+    tensors: optional {name: float array in NumPy order} used instead of random values (quantized to
+        the tensor's type like the rest), e.g. to write a model equivalent to another one.
     threads: worker threads for generation/quantization (default: CPU count, at most 16).
     """
     g = _gguf()
@@ -380,6 +407,13 @@ def write_random_gguf(path, arch, preset="tiny", qtype="F32", seed=0, n_ctx=None
     cfg = preset_config(arch, preset, n_ctx=n_ctx, vocab=vocab, overrides=overrides)
     specs = _tensor_specs(arch, cfg)
     types = [_pick_type(s, arch, qtype, cfg) for s in specs]
+    tensors = dict(tensors or {})
+    by_name = {s.name: s for s in specs}
+    for name, arr in tensors.items():
+        if name not in by_name:
+            raise ValueError(f"tensors: {name!r} is not a tensor of this model; known: {sorted(by_name)}")
+        if tuple(np.shape(arr)) != by_name[name].shape:
+            raise ValueError(f"tensors: {name!r} has shape {tuple(np.shape(arr))}, expected {by_name[name].shape}")
 
     path = os.fspath(path)
     tmp = path + ".tmp"
@@ -397,7 +431,7 @@ def write_random_gguf(path, arch, preset="tiny", qtype="F32", seed=0, n_ctx=None
         n_threads = threads or min(16, os.cpu_count() or 1)
         with ThreadPoolExecutor(max_workers=n_threads) as pool:
             for s, t in zip(specs, types):
-                w.write_tensor_data(_make_tensor(s, t, int(seed), pool))
+                w.write_tensor_data(_make_tensor(s, t, int(seed), pool, tensors.get(s.name)))
         w.close()
         os.replace(tmp, path)
     except BaseException:
@@ -416,3 +450,133 @@ def dequantized_state(path, dtype=np.float32):
     from . import reference
 
     return reference.load_state(path, dtype=dtype)
+
+
+# ---- the same weights in Hugging Face transformers ------------------------------------------------------
+
+def _unpermute_qk(w, n_head):
+    """Undo llama.cpp's q/k row permutation for llama GGUFs (interleaved rope pairs -> HF rotate-half)."""
+    return w.reshape(n_head, w.shape[0] // n_head // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def hf_state_dict_from_gguf(path):
+    """(architecture class name, config kwargs, state dict of float32 NumPy arrays) for transformers.
+
+    Mapping: llama -> LlamaForCausalLM (q/k rows un-permuted), qwen2 -> Qwen2ForCausalLM,
+    phi3 -> Phi3ForCausalLM (fused qkv_proj and gate_up_proj as in the GGUF),
+    gpt2 -> GPT2LMHeadModel (Conv1D weights are the GGUF weights transposed).
+    """
+    from .reference import _Config, _GGUFSource
+
+    src = _GGUFSource(path)
+    c = _Config(src.meta, src.shapes, src.path)
+
+    def get(n):
+        return np.array(src.get(n, np.float32), dtype=np.float32, order="C", copy=True)
+
+    sd = {}
+    L = c.n_layer
+    if c.arch == "gpt2":
+        kw = dict(vocab_size=c.n_vocab, n_positions=src.shapes["position_embd.weight"][0], n_embd=c.n_embd,
+                  n_layer=L, n_head=c.n_head, n_inner=c.n_ff, activation_function="gelu_new",
+                  layer_norm_epsilon=c.eps, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+                  tie_word_embeddings=False, bos_token_id=None, eos_token_id=None)
+        sd["transformer.wte.weight"] = get("token_embd.weight")
+        sd["transformer.wpe.weight"] = get("position_embd.weight")
+        for i in range(L):
+            b, h = f"blk.{i}.", f"transformer.h.{i}."
+            for g, hf in (("attn_norm", "ln_1"), ("ffn_norm", "ln_2")):
+                sd[h + hf + ".weight"], sd[h + hf + ".bias"] = get(b + g + ".weight"), get(b + g + ".bias")
+            for g, hf in (("attn_qkv", "attn.c_attn"), ("attn_output", "attn.c_proj"),
+                          ("ffn_up", "mlp.c_fc"), ("ffn_down", "mlp.c_proj")):
+                sd[h + hf + ".weight"] = np.ascontiguousarray(get(b + g + ".weight").T)
+                sd[h + hf + ".bias"] = get(b + g + ".bias")
+        sd["transformer.ln_f.weight"], sd["transformer.ln_f.bias"] = get("output_norm.weight"), get("output_norm.bias")
+        sd["lm_head.weight"] = get("output.weight") if src.has("output.weight") else sd["transformer.wte.weight"]
+        return "GPT2LMHeadModel", kw, sd
+
+    tied = not src.has("output.weight")
+    kw = dict(vocab_size=c.n_vocab, hidden_size=c.n_embd, intermediate_size=c.n_ff, num_hidden_layers=L,
+              num_attention_heads=c.n_head, num_key_value_heads=c.n_head_kv, rms_norm_eps=c.eps,
+              rope_theta=c.rope_theta, max_position_embeddings=max(c.n_ctx, 1), tie_word_embeddings=tied,
+              bos_token_id=None, eos_token_id=None, pad_token_id=None, attention_dropout=0.0)
+    sd["model.embed_tokens.weight"] = get("token_embd.weight")
+    for i in range(L):
+        b, h = f"blk.{i}.", f"model.layers.{i}."
+        sd[h + "input_layernorm.weight"] = get(b + "attn_norm.weight")
+        sd[h + "post_attention_layernorm.weight"] = get(b + "ffn_norm.weight")
+        sd[h + "self_attn.o_proj.weight"] = get(b + "attn_output.weight")
+        sd[h + "mlp.down_proj.weight"] = get(b + "ffn_down.weight")
+        if c.arch == "phi3":
+            sd[h + "self_attn.qkv_proj.weight"] = get(b + "attn_qkv.weight")
+            sd[h + "mlp.gate_up_proj.weight"] = get(b + "ffn_up.weight")
+            continue
+        q, k = get(b + "attn_q.weight"), get(b + "attn_k.weight")
+        if c.arch == "llama":
+            q, k = _unpermute_qk(q, c.n_head), _unpermute_qk(k, c.n_head_kv)
+        sd[h + "self_attn.q_proj.weight"], sd[h + "self_attn.k_proj.weight"] = q, k
+        sd[h + "self_attn.v_proj.weight"] = get(b + "attn_v.weight")
+        if c.arch == "qwen2":
+            for x in "qkv":
+                sd[h + f"self_attn.{x}_proj.bias"] = get(b + f"attn_{x}.bias")
+        sd[h + "mlp.gate_proj.weight"] = get(b + "ffn_gate.weight")
+        sd[h + "mlp.up_proj.weight"] = get(b + "ffn_up.weight")
+    sd["model.norm.weight"] = get("output_norm.weight")
+    sd["lm_head.weight"] = sd["model.embed_tokens.weight"] if tied else get("output.weight")
+    if c.arch == "llama":
+        kw.update(head_dim=c.head_dim, attention_bias=False, mlp_bias=False)
+        return "LlamaForCausalLM", kw, sd
+    if c.arch == "qwen2":
+        kw.update(use_sliding_window=False)
+        return "Qwen2ForCausalLM", kw, sd
+    kw.update(original_max_position_embeddings=max(c.n_ctx, 1), sliding_window=c.sliding_window or None,
+              rope_scaling=None, resid_pdrop=0.0, embd_pdrop=0.0)
+    return "Phi3ForCausalLM", kw, sd
+
+
+def hf_model_from_gguf(path, dtype="float32", device="cpu", attn_implementation="eager"):
+    """A transformers model holding exactly the GGUF's (dequantized) weights, in eval mode.
+
+    dtype: a torch dtype or its name ("float32", "bfloat16", "float64"). Needs torch and transformers.
+    """
+    try:
+        import torch
+        import transformers
+    except ImportError as e:  # pragma: no cover
+        raise ImportError("hf_model_from_gguf needs torch and transformers: pip install torch transformers") from e
+    cls_name, kw, sd = hf_state_dict_from_gguf(path)
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype)
+    cfg_cls = {"GPT2LMHeadModel": transformers.GPT2Config, "LlamaForCausalLM": transformers.LlamaConfig,
+               "Qwen2ForCausalLM": transformers.Qwen2Config, "Phi3ForCausalLM": transformers.Phi3Config}[cls_name]
+    cfg = cfg_cls(**kw)
+    cfg._attn_implementation = attn_implementation
+    rope_theta = kw.get("rope_theta")
+    if rope_theta is not None and isinstance(getattr(cfg, "rope_parameters", None), dict):
+        cfg.rope_parameters["rope_theta"] = rope_theta       # transformers >= 5 keeps it here
+    try:
+        from transformers.modeling_utils import no_init_weights
+    except ImportError:  # pragma: no cover
+        import contextlib
+
+        no_init_weights = contextlib.nullcontext
+    with no_init_weights():
+        model = getattr(transformers, cls_name)(cfg)
+    missing, unexpected = model.load_state_dict({k: torch.from_numpy(v) for k, v in sd.items()}, strict=False)
+    if unexpected:
+        raise RuntimeError(f"transformers {transformers.__version__}: unexpected weights {unexpected[:5]}")
+    real_missing = [k for k in missing if not (k.endswith(".attn.bias") or k.endswith(".attn.masked_bias"))]
+    if real_missing:
+        raise RuntimeError(f"transformers {transformers.__version__}: weights not set {real_missing[:5]}")
+    if cls_name != "GPT2LMHeadModel":
+        # Set the rope frequencies explicitly, whatever this transformers version does with rope_theta.
+        hd = kw.get("head_dim") or kw["hidden_size"] // kw["num_attention_heads"]
+        inv = 1.0 / (rope_theta ** (torch.arange(0, hd, 2, dtype=torch.float64) / hd))
+        for mod in model.modules():
+            if hasattr(mod, "inv_freq") and isinstance(mod.inv_freq, torch.Tensor):
+                mod.inv_freq = inv.to(mod.inv_freq.dtype).clone()
+                if hasattr(mod, "original_inv_freq"):
+                    mod.original_inv_freq = mod.inv_freq
+                if hasattr(mod, "attention_scaling"):
+                    mod.attention_scaling = 1.0
+    return model.to(device=device, dtype=dtype).eval()
