@@ -478,8 +478,9 @@ def test_kv_cache_too_large_is_refused_on_gpu(model_dir):
 @pytest.mark.cuda
 def test_load_free_returns_gpu_memory(model_dir):
     path = tiny(model_dir, "phi3")
-    with inferlab.Model(path, device="cuda", n_ctx=256) as m:  # warm up: CUDA context, cuBLAS handle
-        m.generate_tokens([1, 2, 3], max_tokens=4, stop_at_eos=False)
+    # Warm up with the same sizes: CUDA context, cuBLAS handle, the matmul's per-thread scratch.
+    with inferlab.Model(path, device="cuda", n_ctx=256, n_seqs=2) as m:
+        m.generate_tokens([[1, 2, 3], [4, 5]], max_tokens=4, stop_at_eos=False)
     gc.collect()
     free0 = inferlab._core.mem_get_info()[0]
     for _ in range(20):
