@@ -14,7 +14,7 @@ import inferlab
 from inferlab import reference
 from inferlab.model import _StopFilter, _render_chat_template
 
-from conftest import CUDA, DEVICES
+from conftest import DEVICES
 
 gguf = pytest.importorskip("gguf")
 testing = pytest.importorskip("inferlab.testing")

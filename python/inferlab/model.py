@@ -18,7 +18,7 @@ import dataclasses
 import os
 import sys
 import time
-from typing import Iterable, Iterator, List, Optional, Sequence, Union
+from typing import Iterator, List, Optional, Sequence
 
 import numpy as np
 
