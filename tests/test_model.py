@@ -702,3 +702,44 @@ def test_qwen_real_weights_on_gpu(qwen):
     assert np.mean(np.argmax(lg, -1) == np.argmax(cpu, -1)) >= 0.95
     assert np.max(np.abs(lg - cpu)) <= 0.03 * np.abs(cpu).max()
     assert got[:8] == want[:8]
+
+
+# ------------------------------------------------------------------------------------------------ GPU weight layout
+
+
+@pytest.mark.parametrize("qtype", ["F16", "Q8_0", "Q4_K_M"])
+@pytest.mark.parametrize("window", [4096 + 13, 1 << 20])
+def test_cuda_weight_image_emulated(model_dir, arch, qtype, window):
+    """The CUDA loader's arena image, assembled on the host through the same staging windows (odd window sizes
+    cut tensors anywhere), holds exactly the file's bytes for every weight: fused q/k/v split by rows, gate and
+    up concatenated, quantized weights in the matmul's split layout (converted back here). Runs without a GPU."""
+    path = tiny(model_dir, arch, qtype)
+    r = gguf.GGUFReader(path)
+    raw = {t.name: np.asarray(t.data).tobytes() for t in r.tensors}
+    types = {t.name: t.tensor_type.name for t in r.tensors}
+    image = inferlab._core.model._emulate_device_weights(path, window)
+    seen = set()
+    offsets = {}  # fused tensor -> bytes consumed so far ([q], [k], [v] come in order)
+    for name, tname, n, k, layout, data in image:
+        if name.endswith(("[q]", "[k]", "[v]")):
+            base = name[:-3]
+            start = offsets.get(base, 0)
+            want = raw[base][start:start + len(data)]
+            offsets[base] = start + len(data)
+            seen.add(base)
+        elif "ffn_gate+up" in name:
+            g, u = name.replace("gate+up", "gate"), name.replace("gate+up", "up")
+            want = raw[g] + raw[u]
+            seen.update((g, u))
+        else:
+            want = raw[name]
+            seen.add(name)
+            if tname != "F32" or n != 1:
+                assert tname == types[name], name
+        assert data == want, f"{name} ({tname}, layout {layout}) differs from the file"
+        if tname not in ("F32", "F16", "BF16"):
+            assert layout == 1, f"{name}: quantized CUDA weights use the split layout"
+    for name, off in offsets.items():
+        assert off == len(raw[name]), f"{name}: q/k/v rows do not cover the fused tensor"
+    missing = set(raw) - seen
+    assert not missing, f"not loaded: {sorted(missing)}"

@@ -101,6 +101,23 @@ void bind_model(py::module_& root) {
     return out;
   });
 
+  m.def("_emulate_device_weights", [](const std::string& path, size_t window) {
+    std::vector<DeviceWeightImage> ws;
+    {
+      py::gil_scoped_release r;
+      ws = emulate_device_weights(path, window);
+    }
+    py::list out;
+    for (const auto& w : ws) {
+      const GGMLTypeTraits* tr = ggml_type_traits((int32_t)w.type);
+      out.append(py::make_tuple(w.name, tr ? tr->name : "?", w.n, w.k, w.layout,
+                                py::bytes(reinterpret_cast<const char*>(w.gguf_bytes.data()), w.gguf_bytes.size())));
+    }
+    return out;
+  }, py::arg("path"), py::arg("window"),
+     "Testing aid: the weights as the CUDA loader lays them out, assembled on the host through window-byte "
+     "staging windows and converted back to GGUF layout: [(name, type, n, k, layout, bytes)].");
+
   py::class_<ModelHandle>(m, "Model")
       .def(py::init([](const std::string& path, const std::string& device, int n_ctx, int n_seqs, int n_batch,
                        const std::string& kv_dtype, bool progress, bool cuda_graphs) {

@@ -214,13 +214,49 @@ Tensor WeightArena::place_produced(size_t nbytes, std::function<void(uint8_t*)> 
   return Tensor::from_blob(base_ + off, shape, dtype, device_, [keep](void*) {});
 }
 
+void WeightArena::sort_pieces() {
+  std::sort(pieces_.begin(), pieces_.end(), [](const Piece& x, const Piece& y) { return x.dst_off < y.dst_off; });
+}
+
+void WeightArena::assemble(size_t win, size_t wend, uint8_t* out, size_t& cursor) {
+  // The arena image [win, wend) from the pieces overlapping it (gaps are alignment padding, left as is).
+  while (cursor < pieces_.size() && pieces_[cursor].dst_off + pieces_[cursor].nbytes <= win) {
+    std::vector<uint8_t>().swap(pieces_[cursor].made);  // a produced piece is fully streamed: free it
+    ++cursor;
+  }
+  for (size_t p = cursor; p < pieces_.size() && pieces_[p].dst_off < wend; ++p) {
+    Piece& pc = pieces_[p];
+    if (!pc.src) {  // produce (e.g. repack) on first use, while the other buffer's copy is in flight
+      pc.made.resize(pc.nbytes);
+      pc.produce(pc.made.data());
+      pc.src = pc.made.data();
+    }
+    const size_t lo = std::max(win, pc.dst_off), hi = std::min(wend, pc.dst_off + pc.nbytes);
+    if (hi > lo) std::memcpy(out + (lo - win), pc.src + (lo - pc.dst_off), hi - lo);
+  }
+}
+
+void WeightArena::upload_to_host_image(uint8_t* image, size_t window) {
+  IL_CHECK_ARG(window > 0, "window must be positive");
+  sort_pieces();
+  std::vector<uint8_t> stage(window);
+  size_t cursor = 0;
+  for (size_t win = 0; win < used_; win += window) {
+    const size_t wend = std::min(used_, win + window);
+    assemble(win, wend, stage.data(), cursor);
+    std::memcpy(image + win, stage.data(), wend - win);
+  }
+  pieces_.clear();
+  owned_.clear();
+}
+
 void WeightArena::upload(bool progress) {
   if (device_ == Device::CPU || !base_) {
     owned_.clear();
     return;
   }
 #ifdef INFERLAB_WITH_CUDA
-  std::sort(pieces_.begin(), pieces_.end(), [](const Piece& x, const Piece& y) { return x.dst_off < y.dst_off; });
+  sort_pieces();
   const auto t0 = std::chrono::steady_clock::now();
   const size_t total = used_;
   // Two pinned buffers and an event each: buffer b is refilled only after its previous copy has finished,
@@ -245,21 +281,7 @@ void WeightArena::upload(bool progress) {
     for (size_t win = 0; win < total; win += kStageBytes, b ^= 1) {
       const size_t wend = std::min(total, win + kStageBytes);
       IL_CUDA_CHECK(cudaEventSynchronize(done[b]));  // this buffer's previous copy is finished
-      // Assemble the arena image [win, wend) from the pieces overlapping it (gaps are alignment padding).
-      while (piece < pieces_.size() && pieces_[piece].dst_off + pieces_[piece].nbytes <= win) {
-        std::vector<uint8_t>().swap(pieces_[piece].made);  // a produced piece is fully streamed: free it
-        ++piece;
-      }
-      for (size_t p = piece; p < pieces_.size() && pieces_[p].dst_off < wend; ++p) {
-        Piece& pc = pieces_[p];
-        if (!pc.src) {  // produce (e.g. repack) on first use, while the other buffer's copy is in flight
-          pc.made.resize(pc.nbytes);
-          pc.produce(pc.made.data());
-          pc.src = pc.made.data();
-        }
-        const size_t lo = std::max(win, pc.dst_off), hi = std::min(wend, pc.dst_off + pc.nbytes);
-        if (hi > lo) std::memcpy(stage[b] + (lo - win), pc.src + (lo - pc.dst_off), hi - lo);
-      }
+      assemble(win, wend, stage[b], piece);
       IL_CUDA_CHECK(cudaMemcpyAsync(base_ + win, stage[b], wend - win, cudaMemcpyHostToDevice, s));
       IL_CUDA_CHECK(cudaEventRecord(done[b], s));
       if (progress) {
@@ -380,6 +402,64 @@ ModelWeights build_weights(const GGUFFile& f, const ModelConfig& c, WeightArena&
   w.device_bytes = a.bytes();
   w.mapped_bytes = a.mapped_bytes();
   return w;
+}
+
+// ============================== testing aid ==============================
+
+std::vector<DeviceWeightImage> emulate_device_weights(const std::string& path, size_t window) {
+  std::shared_ptr<GGUFFile> f = GGUFFile::open(path);
+  const ModelConfig c = ModelConfig::from_gguf(*f);
+  WeightArena dry(Device::CUDA, f, nullptr, nullptr);
+  build_weights(*f, c, dry, /*fuse_gate_up=*/true);
+  std::vector<uint8_t> image(dry.bytes() + 1, 0xCD);
+  WeightArena live(Device::CUDA, f, image.data(), nullptr);
+  const ModelWeights w = build_weights(*f, c, live, /*fuse_gate_up=*/true);
+  live.upload_to_host_image(image.data(), window);
+
+  std::vector<DeviceWeightImage> out;
+  auto bytes_of = [&](const Tensor& t) {
+    const uint8_t* p = static_cast<const uint8_t*>(t.data());
+    IL_CHECK_ARG(p >= image.data() && p + t.nbytes() <= image.data() + image.size(), "tensor outside the arena");
+    return std::vector<uint8_t>(p, p + t.nbytes());
+  };
+  auto addq = [&](const QWeight& q) {
+    if (!q.data.defined()) return;
+    std::vector<uint8_t> raw = bytes_of(q.data);
+    DeviceWeightImage d{q.name, q.type, q.n, q.k, q.layout, {}};
+    if (q.layout == kLayoutSplit) {
+      d.gguf_bytes.resize((size_t)(q.n * q.row_bytes()));
+      gguf_from_split(q.type, q.n, q.k, raw.data(), d.gguf_bytes.data());
+    } else {
+      d.gguf_bytes = std::move(raw);
+    }
+    out.push_back(std::move(d));
+  };
+  auto addv = [&](const std::string& name, const Tensor& t) {
+    if (!t.defined()) return;
+    out.push_back({name, GGMLType::F32, 1, t.numel(), kLayoutGGUF, bytes_of(t)});
+  };
+  addq(w.tok_embd);
+  addq(w.pos_embd);
+  addv("output_norm.weight", w.out_norm_w);
+  addv("output_norm.bias", w.out_norm_b);
+  if (!w.tied) addq(w.output);
+  for (size_t l = 0; l < w.layers.size(); ++l) {
+    const LayerWeights& L = w.layers[l];
+    const std::string p = str_cat("blk.", l, ".");
+    const bool fused = L.wq.name.find("attn_qkv") != std::string::npos;
+    addv(p + "attn_norm.weight", L.attn_norm_w);
+    addv(p + "attn_norm.bias", L.attn_norm_b);
+    for (const QWeight* q : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate_up, &L.w_gate, &L.w_up, &L.w_down}) addq(*q);
+    addv(fused ? p + "attn_qkv.bias[q]" : p + "attn_q.bias", L.bq);
+    addv(fused ? p + "attn_qkv.bias[k]" : p + "attn_k.bias", L.bk);
+    addv(fused ? p + "attn_qkv.bias[v]" : p + "attn_v.bias", L.bv);
+    addv(p + "attn_output.bias", L.bo);
+    addv(p + "ffn_norm.weight", L.ffn_norm_w);
+    addv(p + "ffn_norm.bias", L.ffn_norm_b);
+    addv(p + "ffn_up.bias", L.b_up);
+    addv(p + "ffn_down.bias", L.b_down);
+  }
+  return out;
 }
 
 }  // namespace inferlab

@@ -68,6 +68,10 @@ class WeightArena {
   // pinned buffers while the other is in flight (cudaMemcpyAsync + events). No-op on the CPU.
   // `progress`: draw a progress bar on stderr.
   void upload(bool progress);
+  // Testing aid: the same windowed assembly as upload(), into host memory `image` (bytes() bytes) with
+  // `window`-byte windows instead of pinned buffers and copies. For an arena built for Device::CUDA whose base
+  // is host memory: checks the device image of the weights without a GPU.
+  void upload_to_host_image(uint8_t* image, size_t window);
 
  private:
   struct Piece {
@@ -78,6 +82,8 @@ class WeightArena {
     std::vector<uint8_t> made;                 // produced bytes (freed once streamed)
   };
   size_t reserve(size_t nbytes);
+  void sort_pieces();
+  void assemble(size_t win, size_t wend, uint8_t* out, size_t& cursor);
   Device device_;
   std::shared_ptr<GGUFFile> file_;
   uint8_t* base_;
@@ -92,5 +98,17 @@ class WeightArena {
 // the wrong shape; NotSupportedError for a type inferlab cannot multiply) and places it in `arena`.
 // fuse_gate_up: concatenate separate gate/up weights of one type into one [2F, D] weight (device arena only).
 ModelWeights build_weights(const GGUFFile& f, const ModelConfig& cfg, WeightArena& arena, bool fuse_gate_up);
+
+// Testing aid: every weight of `path` as upload() would place it on a CUDA device, assembled on the host through
+// `window`-byte staging windows, converted back to GGUF layout: (name, type, n, k, layout, GGUF bytes).
+// Float vectors (norms, biases) come back as their float32 bytes with type F32, n = 1.
+struct DeviceWeightImage {
+  std::string name;
+  GGMLType type;
+  int64_t n, k;
+  int32_t layout;
+  std::vector<uint8_t> gguf_bytes;
+};
+std::vector<DeviceWeightImage> emulate_device_weights(const std::string& path, size_t window);
 
 }  // namespace inferlab
