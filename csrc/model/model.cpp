@@ -21,21 +21,21 @@ constexpr size_t kCudaReserve = size_t(128) << 20;  // cuBLAS handles/workspace,
 // quantized weight directly, so the largest weight never needs a dequantized fp16 scratch copy.
 constexpr int kLmHeadRows = 8;
 
-// Scratch the CUDA matmul grows on first use for T > 8 rows (prefill): an fp16 copy of the largest quantized
-// weight it multiplies and x converted to fp16 (see kernels/cuda/matmul.cuh).
+// Scratch the CUDA matmul grows on first use for T > 8 rows (prefill; kernels/cuda/matmul.cu): an fp16 copy of
+// a tile of the largest quantized weight (at most 64 MiB) and x converted (up to 4 bytes per element).
 size_t matmul_scratch_estimate(const ModelWeights& w, int64_t rows) {
   size_t most = 0;
   int64_t maxk = 0;
   auto see = [&](const QWeight& q) {
     if (!q.data.defined()) return;
     if (q.type != GGMLType::F32 && q.type != GGMLType::F16 && q.type != GGMLType::BF16)
-      most = std::max(most, (size_t)(q.n * q.k) * 2);
+      most = std::max(most, std::min((size_t)(q.n * q.k) * 2, size_t(64) << 20));
     maxk = std::max(maxk, q.k);
   };
   for (const LayerWeights& l : w.layers) {
     for (const QWeight* q : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate_up, &l.w_gate, &l.w_up, &l.w_down}) see(*q);
   }
-  return most + (size_t)(rows * maxk) * 2;
+  return most + (size_t)(rows * maxk) * 4;
 }
 constexpr size_t MiB = size_t(1) << 20;
 
