@@ -313,3 +313,12 @@ def test_smollm2_reference_logits_are_sane(smollm2):
     assert np.isfinite(tr["logits"]).all()
     # a trained model predicts its own chat markup: after "...France?" comes <|im_end|> (id 2)
     assert int(np.argmax(tr["logits"][-1])) == 2
+
+
+def test_forward_accepts_a_gguffile(tiny, rng):
+    import inferlab
+
+    ids = _ids(rng, 12)
+    with inferlab.GGUFFile(tiny["qwen2"]) as f:
+        a = R.forward(f, ids)
+    np.testing.assert_array_equal(a["logits"], R.forward(tiny["qwen2"], ids)["logits"])

@@ -15,6 +15,7 @@ struct QWeight {
   int64_t k = 0;               // columns (input features); a multiple of the block size
   Tensor data;                 // uint8 bytes on the weight's device, layout given by `layout`
   int32_t layout = 0;          // 0: GGUF row-major blocks, as in the file; >0: a kernel's repacked layout
+                               // (quantized types on CUDA: 1, the split layout of kernels/qweight_layout.h)
 
   Device device() const { return data.device(); }
   int64_t row_bytes() const { return ggml_row_size(type, k); }

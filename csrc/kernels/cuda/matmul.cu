@@ -24,7 +24,8 @@ namespace {
 // Decode: fused dequantize + multiply, T <= 8 (building blocks in matmul_kernels.cuh)
 // ============================================================================================
 
-// Grid: ceil(n / 16) blocks of 256 threads; dynamic shared memory mmv_smem_bytes(a).
+// Grid: ceil(n / (2 * warps)) blocks of 32 * warps threads (warps <= kMmvWarps, see mmv_warps);
+// dynamic shared memory mmv_smem_bytes(a).
 template <GGMLType TY, int TMAX>
 __global__ void __launch_bounds__(kMmvThreads) mmv_kernel(const MmvArgs a) {
   using Q = QT<TY>;
@@ -39,7 +40,7 @@ __global__ void __launch_bounds__(kMmvThreads) mmv_kernel(const MmvArgs a) {
   const int lane = threadIdx.x & 31;
   const int warp = threadIdx.x >> 5;
   const int64_t N = a.w.n, K = a.w.k;
-  const int64_t row0 = ((int64_t)blockIdx.x * kMmvWarps + warp) * kMmvRows;
+  const int64_t row0 = ((int64_t)blockIdx.x * (blockDim.x >> 5) + warp) * kMmvRows;
   int64_t rows[kMmvRows];
 #pragma unroll
   for (int r = 0; r < kMmvRows; ++r) rows[r] = imin64(row0 + r, N - 1);  // loads clamp; stores check
@@ -92,6 +93,25 @@ __global__ void __launch_bounds__(kMmvThreads) mmv_kernel(const MmvArgs a) {
   }
 }
 
+int sm_count() {
+  static const int n = [] {
+    int dev = 0, v = 0;
+    IL_CUDA_CHECK(cudaGetDevice(&dev));
+    IL_CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev));
+    return v > 0 ? v : 1;
+  }();
+  return n;
+}
+
+// Warps per block: 8 (x staged once per 16 rows) when that still gives every SM two blocks, else fewer,
+// so small matrices spread over all SMs.
+int mmv_warps(int64_t n) {
+  const int64_t sms = sm_count();
+  for (int w = kMmvWarps; w > 2; w /= 2)
+    if ((n + w * kMmvRows - 1) / (w * kMmvRows) >= 2 * sms) return w;
+  return 2;
+}
+
 template <GGMLType TY, int TMAX>
 void launch_mmv(MmvArgs a, cudaStream_t stream) {
   mmv_plan<QT<TY>>(a);
@@ -103,9 +123,10 @@ void launch_mmv(MmvArgs a, cudaStream_t stream) {
     return true;
   }();
   (void)configured;
-  const int64_t grid = (a.w.n + kMmvRowsPerBlock - 1) / kMmvRowsPerBlock;
+  const int warps = mmv_warps(a.w.n);
+  const int64_t grid = (a.w.n + warps * kMmvRows - 1) / (warps * kMmvRows);
   IL_CHECK_ARG(grid <= INT_MAX, "matmul: too many rows (", a.w.n, ")");
-  mmv_kernel<TY, TMAX><<<(unsigned)grid, kMmvThreads, smem, stream>>>(a);
+  mmv_kernel<TY, TMAX><<<(unsigned)grid, warps * 32, smem, stream>>>(a);
   IL_CUDA_CHECK_LAUNCH();
 }
 

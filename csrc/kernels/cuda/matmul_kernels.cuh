@@ -1,7 +1,7 @@
 // Building blocks of the fused decode matmul kernel (matmul.cu), written as IL_HD functions so that the
 // lane logic also compiles as host C++ and can be checked without a GPU (tests/cuda_emu/mmv_emu.cpp).
 //
-// Kernel shape: blocks of kWarps warps; warp w of block b owns rows kRows * (kWarps * b + w) + [0, kRows).
+// Kernel shape: blocks of W <= kMmvWarps warps; warp w of block b owns rows kMmvRows * (W * b + w) + [0, kMmvRows).
 // x (converted to float32) is staged in shared memory in passes of `kc` elements, together with the sums
 // of its 16-element runs (used by types with a min / offset term). A warp step covers BPS = 32 / LPB
 // consecutive ggml blocks: lane l decodes unit (l % LPB) of block (step * BPS + l / LPB) for each of its
@@ -20,7 +20,7 @@
 namespace inferlab {
 namespace cuda {
 
-constexpr int kMmvWarps = 8;   // warps per block
+constexpr int kMmvWarps = 8;   // warps per block (at most; fewer for small n, see matmul.cu mmv_warps)
 constexpr int kMmvRows = 2;    // output rows per warp
 constexpr int kMmvThreads = kMmvWarps * 32;
 constexpr int kMmvRowsPerBlock = kMmvWarps * kMmvRows;
