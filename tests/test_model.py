@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import importlib.util
 import os
+import re
 
 import numpy as np
 import pytest
@@ -216,6 +217,33 @@ def test_greedy_matches_reference(model_dir, arch, rng):
         lg = ref_model.logits(prompt + want[:i])[-1]
         top = np.sort(lg)[-2:]
         assert top[1] - top[0] < 1e-4 * np.abs(lg).max(), f"diverged at token {i}: {got[i]} vs {want[i]}"
+
+
+def test_fused_weights_forward_on_cpu(model_dir, arch, rng):
+    """fuse_weights=True runs the GPU's forward variant on the CPU: q/k/v and gate/up concatenated, one-token
+    steps split by views, longer ones by gathers. Trace, decode steps and batching all match."""
+    path = tiny(model_dir, arch)
+    ids = rand_ids(rng, 45, 320)
+    ref = reference.forward(path, ids)
+    with inferlab.Model(path, device="cpu", n_ctx=64, n_seqs=3, n_batch=16, kv_dtype="float32",
+                        fuse_weights=True) as m:
+        assert m.config.fused_weights == (arch in ("llama", "qwen2"))
+        tr = m.trace(ids)
+        for key in ("embeddings", "output_norm", "logits"):
+            assert_close(tr[key], ref[key], "float32", "cpu", key)
+        for li, (g, r) in enumerate(zip(tr["layers"], ref["layers"])):
+            for key in g:
+                assert_close(g[key], r[key], "float32", "cpu", f"layer {li} {key}")
+        core = m._core
+        core.prefill([ids[:20]])
+        steps = [core.copy_logits(1)[0]]
+        for t in ids[20:]:
+            core.decode([t], [True])
+            steps.append(core.copy_logits(1)[0])
+        assert_close(np.stack(steps), ref["logits"][19:], "float32", "cpu", "decode steps")
+        prompts = [ids[:5], ids[7:20], ids[30:31]]
+        batch = m.generate_tokens(prompts, max_tokens=8, stop_at_eos=False)
+        assert batch == [m.generate_tokens(p, max_tokens=8, stop_at_eos=False) for p in prompts]
 
 
 # ------------------------------------------------------------------------------------------------ invariants
@@ -711,26 +739,20 @@ def test_qwen_real_weights_on_gpu(qwen):
 @pytest.mark.parametrize("window", [4096 + 13, 1 << 20])
 def test_cuda_weight_image_emulated(model_dir, arch, qtype, window):
     """The CUDA loader's arena image, assembled on the host through the same staging windows (odd window sizes
-    cut tensors anywhere), holds exactly the file's bytes for every weight: fused q/k/v split by rows, gate and
-    up concatenated, quantized weights in the matmul's split layout (converted back here). Runs without a GPU."""
+    cut tensors anywhere), holds exactly the file's bytes for every weight: q/k/v and gate/up concatenated where
+    their types agree, quantized weights in the matmul's split layout (converted back here). Runs without a GPU."""
     path = tiny(model_dir, arch, qtype)
     r = gguf.GGUFReader(path)
     raw = {t.name: np.asarray(t.data).tobytes() for t in r.tensors}
     types = {t.name: t.tensor_type.name for t in r.tensors}
     image = inferlab._core.model._emulate_device_weights(path, window)
     seen = set()
-    offsets = {}  # fused tensor -> bytes consumed so far ([q], [k], [v] come in order)
     for name, tname, n, k, layout, data in image:
-        if name.endswith(("[q]", "[k]", "[v]")):
-            base = name[:-3]
-            start = offsets.get(base, 0)
-            want = raw[base][start:start + len(data)]
-            offsets[base] = start + len(data)
-            seen.add(base)
-        elif "ffn_gate+up" in name:
-            g, u = name.replace("gate+up", "gate"), name.replace("gate+up", "up")
-            want = raw[g] + raw[u]
-            seen.update((g, u))
+        m = re.fullmatch(r"(.*\.(?:attn|ffn)_)([a-z]+(?:\+[a-z]+)+)(\.weight|\.bias)", name)
+        if m:  # concatenated on the device: attn_q+k+v, ffn_gate+up
+            parts = [m.group(1) + part + m.group(3) for part in m.group(2).split("+")]
+            want = b"".join(raw[x] for x in parts)
+            seen.update(parts)
         else:
             want = raw[name]
             seen.add(name)
@@ -739,7 +761,5 @@ def test_cuda_weight_image_emulated(model_dir, arch, qtype, window):
         assert data == want, f"{name} ({tname}, layout {layout}) differs from the file"
         if tname not in ("F32", "F16", "BF16"):
             assert layout == 1, f"{name}: quantized CUDA weights use the split layout"
-    for name, off in offsets.items():
-        assert off == len(raw[name]), f"{name}: q/k/v rows do not cover the fused tensor"
     missing = set(raw) - seen
     assert not missing, f"not loaded: {sorted(missing)}"

@@ -88,6 +88,7 @@ py::dict config_dict(const Model& m) {
   d["fused_gate_up"] = q.fused_gate_up;
   d["learned_positions"] = q.learned_positions;
   d["tied_embeddings"] = m.tied_embeddings();
+  d["fused_weights"] = m.fused_weights();
   return d;
 }
 
@@ -120,7 +121,7 @@ void bind_model(py::module_& root) {
 
   py::class_<ModelHandle>(m, "Model")
       .def(py::init([](const std::string& path, const std::string& device, int n_ctx, int n_seqs, int n_batch,
-                       const std::string& kv_dtype, bool progress, bool cuda_graphs) {
+                       const std::string& kv_dtype, bool progress, bool cuda_graphs, int fuse_weights) {
              ModelOptions o;
              o.device = device_from_name(device);
              o.n_ctx = n_ctx;
@@ -129,6 +130,7 @@ void bind_model(py::module_& root) {
              o.kv_dtype = dtype_from_name(kv_dtype);
              o.progress = progress;
              o.cuda_graphs = cuda_graphs;
+             o.fuse_weights = fuse_weights;
              auto h = std::make_unique<ModelHandle>();
              {
                py::gil_scoped_release r;
@@ -138,7 +140,7 @@ void bind_model(py::module_& root) {
            }),
            py::arg("path"), py::arg("device") = "cpu", py::arg("n_ctx") = 4096, py::arg("n_seqs") = 1,
            py::arg("n_batch") = 512, py::arg("kv_dtype") = "float16", py::arg("progress") = false,
-           py::arg("cuda_graphs") = true)
+           py::arg("cuda_graphs") = true, py::arg("fuse_weights") = -1)
       .def("close", [](ModelHandle& h) {
         py::gil_scoped_release r;
         h.m.reset();

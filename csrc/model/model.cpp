@@ -33,7 +33,8 @@ size_t matmul_scratch_estimate(const ModelWeights& w, int64_t rows) {
     maxk = std::max(maxk, q.k);
   };
   for (const LayerWeights& l : w.layers) {
-    for (const QWeight* q : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate_up, &l.w_gate, &l.w_up, &l.w_down}) see(*q);
+    for (const QWeight* q : {&l.wqkv, &l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate_up, &l.w_gate, &l.w_up, &l.w_down})
+      see(*q);
   }
   return most + (size_t)(rows * maxk) * 4;
 }
@@ -148,11 +149,11 @@ Model::Model(const std::string& path, const ModelOptions& opt) : path_(path), op
   R_ = (int)std::max<int64_t>(n_seqs, std::min(M_, 64));
 
   // ---- budget, before anything is allocated ----
-  const bool fuse_gate_up = dev == Device::CUDA;
+  const bool fuse = opt_.fuse_weights < 0 ? dev == Device::CUDA : opt_.fuse_weights > 0;
   size_t scratch = 0;
   {
     WeightArena dry(dev, file_, nullptr, nullptr);
-    ModelWeights sized = build_weights(*file_, cfg_, dry, fuse_gate_up);  // also validates every tensor
+    ModelWeights sized = build_weights(*file_, cfg_, dry, fuse, fuse);  // also validates every tensor
     mem_.weights = sized.device_bytes;
     mem_.mapped_weights = sized.mapped_bytes;
     if (dev == Device::CUDA) scratch = matmul_scratch_estimate(sized, M_);
@@ -174,6 +175,9 @@ Model::Model(const std::string& path, const ModelOptions& opt) : path_(path), op
   ws.add(&io_, {4, M_}, DType::I32);
   ws.add(&x_, {M_, D}, DType::F32);
   ws.add(&h_, {M_, D}, DType::F32);
+  const int64_t Htot = cfg_.n_heads + 2 * (int64_t)cfg_.n_kv_heads;
+  ws.add(&qkv_, {M_, Htot * cfg_.head_dim}, DType::F32);
+  ws.add(&qkv_idx_, {M_ * Htot}, DType::I32);
   ws.add(&q_, {M_, Nq}, DType::F32);
   ws.add(&k_, {M_, Nkv}, DType::F32);
   ws.add(&v_, {M_, Nkv}, DType::F32);
@@ -217,7 +221,7 @@ Model::Model(const std::string& path, const ModelOptions& opt) : path_(path), op
       base = static_cast<uint8_t*>(arena.data());
     }
     WeightArena live(dev, file_, base, keeper);
-    w_ = build_weights(*file_, cfg_, live, fuse_gate_up);
+    w_ = build_weights(*file_, cfg_, live, fuse, fuse);
     live.upload(opt_.progress && dev == Device::CUDA);
   }
   kv_ = std::make_unique<KVCache>(kvc);
@@ -241,6 +245,23 @@ Model::Model(const std::string& path, const ModelOptions& opt) : path_(path), op
     tok_host_ = tokens_.data_as<int32_t>();
   }
   std::memset(io_host_, 0, io_.nbytes());
+  {
+    // Gather indices that split fused [T, (Hq + 2 Hkv) * hd] q/k/v rows into q [T*Hq], k, v [T*Hkv] rows of hd:
+    // [q: t*Htot + h | k: t*Htot + Hq + h | v: t*Htot + Hq + Hkv + h]; any prefix of T rows is valid.
+    const int64_t Hq = cfg_.n_heads, Hkv = cfg_.n_kv_heads;
+    std::vector<int32_t> idx((size_t)(M_ * Htot));
+    int32_t* iq = idx.data();
+    int32_t* ik = iq + M_ * Hq;
+    int32_t* iv = ik + M_ * Hkv;
+    for (int64_t t = 0; t < M_; ++t) {
+      for (int64_t h = 0; h < Hq; ++h) iq[t * Hq + h] = (int32_t)(t * Htot + h);
+      for (int64_t h = 0; h < Hkv; ++h) {
+        ik[t * Hkv + h] = (int32_t)(t * Htot + Hq + h);
+        iv[t * Hkv + h] = (int32_t)(t * Htot + Hq + Hkv + h);
+      }
+    }
+    memcpy_any(qkv_idx_.data(), dev, idx.data(), Device::CPU, idx.size() * sizeof(int32_t), true);
+  }
   lens_.assign((size_t)n_seqs, 0);
   hist_.assign((size_t)(n_seqs * n_ctx), -1);
   hist_synced_.assign((size_t)n_seqs, -1);
@@ -343,7 +364,7 @@ void Model::forward(int T, const std::vector<Segment>* segs, Tracer* tr) {
   Tensor X = x_.slice_rows(0, T), H = h_.slice_rows(0, T), O = o_.slice_rows(0, T);
   Tensor Q = q_.slice_rows(0, T), K = k_.slice_rows(0, T), Vv = v_.slice_rows(0, T);
   Tensor A = att_.slice_rows(0, T), ACT = act_.slice_rows(0, T);
-  Tensor Q3 = Q.view({T, Hq, hd}), K3 = K.view({T, Hkv, hd}), V3 = Vv.view({T, Hkv, hd}), A3 = A.view({T, Hq, hd});
+  Tensor A3 = A.view({T, Hq, hd});
 
   ops::embedding_q(ids, w_.tok_embd, X);
   if (q.learned_positions) {
@@ -361,12 +382,40 @@ void Model::forward(int T, const std::vector<Segment>* segs, Tracer* tr) {
       tr->put("attn_norm", l, H);
     }
     // ---- attention ----
-    ops::matmul(H, lw.wq, Q, lw.bq);
-    ops::matmul(H, lw.wk, K, lw.bk);
-    ops::matmul(H, lw.wv, Vv, lw.bv);
-    if (q.rope) {
-      ops::rope(Q3, pos, c.rope_theta, c.n_rot, q.rope_style, Q3);
-      ops::rope(K3, pos, c.rope_theta, c.n_rot, q.rope_style, K3);
+    Tensor Q3 = Q.view({T, Hq, hd}), K3 = K.view({T, Hkv, hd}), V3 = Vv.view({T, Hkv, hd});
+    if (lw.qkv_fused) {
+      Tensor QKV = qkv_.slice_rows(0, T);  // [T, (Hq + 2 Hkv) * hd]
+      ops::matmul(H, lw.wqkv, QKV, lw.bqkv);
+      if (T == 1) {
+        // One token: q, k and v are contiguous head ranges of the row; rope q and k in one call.
+        Tensor heads = QKV.view({Hq + 2 * Hkv, hd});
+        Q3 = heads.slice_rows(0, Hq).view({1, Hq, hd});
+        K3 = heads.slice_rows(Hq, Hkv).view({1, Hkv, hd});
+        V3 = heads.slice_rows(Hq + Hkv, Hkv).view({1, Hkv, hd});
+        if (q.rope) {
+          Tensor qk = heads.slice_rows(0, Hq + Hkv).view({1, Hq + Hkv, hd});
+          ops::rope(qk, pos, c.rope_theta, c.n_rot, q.rope_style, qk);
+        }
+      } else {
+        // Split the rows with three gathers of hd-wide rows (the embedding op on a float table).
+        Tensor table = QKV.view({T * (Hq + 2 * Hkv), hd});
+        Tensor Qr = Q.view({T * Hq, hd}), Kr = K.view({T * Hkv, hd}), Vr = Vv.view({T * Hkv, hd});
+        ops::embedding(qkv_idx_.slice_rows(0, T * Hq), table, Qr);
+        ops::embedding(qkv_idx_.slice_rows(M_ * Hq, T * Hkv), table, Kr);
+        ops::embedding(qkv_idx_.slice_rows(M_ * (Hq + Hkv), T * Hkv), table, Vr);
+        if (q.rope) {
+          ops::rope(Q3, pos, c.rope_theta, c.n_rot, q.rope_style, Q3);
+          ops::rope(K3, pos, c.rope_theta, c.n_rot, q.rope_style, K3);
+        }
+      }
+    } else {
+      ops::matmul(H, lw.wq, Q, lw.bq);
+      ops::matmul(H, lw.wk, K, lw.bk);
+      ops::matmul(H, lw.wv, Vv, lw.bv);
+      if (q.rope) {
+        ops::rope(Q3, pos, c.rope_theta, c.n_rot, q.rope_style, Q3);
+        ops::rope(K3, pos, c.rope_theta, c.n_rot, q.rope_style, K3);
+      }
     }
     if (tr) {
       tr->put("q", l, Q3);

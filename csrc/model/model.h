@@ -27,6 +27,8 @@ struct ModelOptions {
   DType kv_dtype = DType::F16;
   bool progress = false;   // draw a progress bar on stderr while uploading weights
   bool cuda_graphs = true; // capture the decode step in a CUDA graph (one per batch size)
+  int fuse_weights = -1;   // concatenate q/k/v and gate/up weights: -1 auto (on CUDA), 0 never, 1 always
+                           // (1 on the CPU runs the GPU's forward variant there, for tests)
 };
 
 // Memory use in bytes. On the CPU, weights are used in place from the file mapping (mapped_weights);
@@ -65,6 +67,14 @@ class Model {
   int n_ctx() const { return opt_.n_ctx; }
   int n_seqs() const { return opt_.n_seqs; }
   bool tied_embeddings() const { return w_.tied; }
+  // Whether the device weights concatenate q/k/v (or gate/up) that the file stores separately.
+  bool fused_weights() const {
+    for (const auto& l : w_.layers)
+      if ((l.qkv_fused && l.wqkv.name.find("q+k+v") != std::string::npos) ||
+          (l.gate_up_fused && l.w_gate_up.name.find("gate+up") != std::string::npos))
+        return true;
+    return false;
+  }
   int seq_len(int slot) const;
   // Why the decode step is or is not a CUDA graph ("captured" / "eager: <reason>").
   std::string graph_status() const { return graph_status_; }
@@ -129,6 +139,8 @@ class Model {
   Tensor ws_;  // workspace arena (owns every buffer below)
   Tensor io_;       // int32 [4, M]: ids | positions | slots | seq_lens
   Tensor x_, h_;    // [M, D] f32: residual stream, normed hidden
+  Tensor qkv_;      // [M, (Hq + 2 Hkv) * hd]: fused q/k/v projection output
+  Tensor qkv_idx_;  // int32 [M * (Hq + 2 Hkv)]: gather indices splitting qkv_ into q_, k_, v_ (model.cpp)
   Tensor q_, k_, v_, att_;  // [M, Hq*hd], [M, Hkv*hd] x2, [M, Hq*hd]
   Tensor o_;        // [M, D]: attention / MLP output before the residual add; also position embeddings
   Tensor gu_;       // [M, 2F]: [gate | up] or gate then up

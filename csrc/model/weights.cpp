@@ -66,6 +66,17 @@ void check_vector(const GGUFTensorInfo& t, int64_t n) {
                             "; expected F32, F16 or BF16"));
 }
 
+float vector_element(const GGUFTensorInfo& t, int64_t i) {
+  if (t.type == GGMLType::F32) {
+    float v;
+    std::memcpy(&v, t.data + i * 4, 4);
+    return v;
+  }
+  uint16_t h;
+  std::memcpy(&h, t.data + i * 2, 2);
+  return t.type == GGMLType::F16 ? fp16_to_f32(h) : bf16_to_f32(h);
+}
+
 // A float vector (norm weight or bias) as F32 on the arena's device, optionally the rows [start, start+n).
 Tensor load_vector(WeightArena& a, const GGUFTensorInfo& t, int64_t start, int64_t n) {
   if (t.type == GGMLType::F32)
@@ -305,7 +316,8 @@ void WeightArena::upload(bool progress) {
 
 // ============================== build_weights ==============================
 
-ModelWeights build_weights(const GGUFFile& f, const ModelConfig& c, WeightArena& a, bool fuse_gate_up) {
+ModelWeights build_weights(const GGUFFile& f, const ModelConfig& c, WeightArena& a, bool fuse_gate_up,
+                           bool fuse_qkv) {
   const ArchQuirks& q = c.quirks;
   const int64_t D = c.d_model, F = c.d_ff, V = c.vocab;
   const int64_t Nq = (int64_t)c.n_heads * c.head_dim, Nkv = (int64_t)c.n_kv_heads * c.head_dim;
@@ -339,31 +351,53 @@ ModelWeights build_weights(const GGUFFile& f, const ModelConfig& c, WeightArena&
     L.attn_norm_w = vec(a, f, p + "attn_norm.weight", D);
     if (ln) L.attn_norm_b = vec(a, f, p + "attn_norm.bias", D);
 
-    // q/k/v: fused [q | k | v] rows (split here, zero-copy on the CPU) or separate tensors.
-    const bool fused = f.find_tensor(p + "attn_qkv.weight") != nullptr &&
-                       (q.qkv_layout == QKVLayout::Fused || !f.find_tensor(p + "attn_q.weight"));
+    // q/k/v as one [Nq + 2 Nkv, D] weight with rows [q | k | v] when the file has it fused (phi3, gpt2), or on
+    // the device when the three separate tensors share a type (one matmul instead of three; a one-token
+    // decode then needs no split at all). Otherwise three weights.
+    const bool in_file_fused = f.find_tensor(p + "attn_qkv.weight") != nullptr &&
+                               (q.qkv_layout == QKVLayout::Fused || !f.find_tensor(p + "attn_q.weight"));
     const bool qkv_bias = q.qkv_bias || q.linear_bias;
-    if (fused) {
-      const GGUFTensorInfo& t = need(f, p + "attn_qkv.weight");
-      check_matrix(t, D, Nq + 2 * Nkv);
-      L.wq = qrows(a, t, p + "attn_qkv.weight[q]", 0, Nq);
-      L.wk = qrows(a, t, p + "attn_qkv.weight[k]", Nq, Nkv);
-      L.wv = qrows(a, t, p + "attn_qkv.weight[v]", Nq + Nkv, Nkv);
-      if (qkv_bias) {
-        const GGUFTensorInfo& b = need(f, p + "attn_qkv.bias");
-        check_vector(b, Nq + 2 * Nkv);
-        L.bq = load_vector(a, b, 0, Nq);
-        L.bk = load_vector(a, b, Nq, Nkv);
-        L.bv = load_vector(a, b, Nq + Nkv, Nkv);
-      }
+    if (in_file_fused) {
+      L.qkv_fused = true;
+      L.wqkv = mat(a, f, p + "attn_qkv.weight", D, Nq + 2 * Nkv);
+      if (qkv_bias) L.bqkv = vec(a, f, p + "attn_qkv.bias", Nq + 2 * Nkv);
     } else {
-      L.wq = mat(a, f, p + "attn_q.weight", D, Nq);
-      L.wk = mat(a, f, p + "attn_k.weight", D, Nkv);
-      L.wv = mat(a, f, p + "attn_v.weight", D, Nkv);
+      const GGUFTensorInfo& tq = need(f, p + "attn_q.weight");
+      const GGUFTensorInfo& tk = need(f, p + "attn_k.weight");
+      const GGUFTensorInfo& tv = need(f, p + "attn_v.weight");
+      check_matrix(tq, D, Nq);
+      check_matrix(tk, D, Nkv);
+      check_matrix(tv, D, Nkv);
+      const GGUFTensorInfo *bq = nullptr, *bk = nullptr, *bv = nullptr;
       if (qkv_bias) {
-        L.bq = vec(a, f, p + "attn_q.bias", Nq);
-        L.bk = vec(a, f, p + "attn_k.bias", Nkv);
-        L.bv = vec(a, f, p + "attn_v.bias", Nkv);
+        bq = &need(f, p + "attn_q.bias");
+        bk = &need(f, p + "attn_k.bias");
+        bv = &need(f, p + "attn_v.bias");
+        check_vector(*bq, Nq);
+        check_vector(*bk, Nkv);
+        check_vector(*bv, Nkv);
+      }
+      if (fuse_qkv && tq.type == tk.type && tq.type == tv.type) {
+        L.qkv_fused = true;
+        L.wqkv = make_qweight(a, p + "attn_q+k+v.weight", tq.type, Nq + 2 * Nkv, D,
+                              {{tq.data, (size_t)tq.nbytes}, {tk.data, (size_t)tk.nbytes}, {tv.data, (size_t)tv.nbytes}});
+        if (qkv_bias) {
+          std::vector<float> cat;
+          for (const GGUFTensorInfo* b : {bq, bk, bv}) {
+            const auto n = squeeze(b->ne)[0];
+            for (int64_t i = 0; i < n; ++i) cat.push_back(vector_element(*b, i));
+          }
+          L.bqkv = a.place_f32(std::move(cat), {Nq + 2 * Nkv});
+        }
+      } else {
+        L.wq = qrows(a, tq, p + "attn_q.weight", 0, Nq);
+        L.wk = qrows(a, tk, p + "attn_k.weight", 0, Nkv);
+        L.wv = qrows(a, tv, p + "attn_v.weight", 0, Nkv);
+        if (qkv_bias) {
+          L.bq = load_vector(a, *bq, 0, Nq);
+          L.bk = load_vector(a, *bk, 0, Nkv);
+          L.bv = load_vector(a, *bv, 0, Nkv);
+        }
       }
     }
     L.wo = mat(a, f, p + "attn_output.weight", Nq, D);
@@ -381,7 +415,7 @@ ModelWeights build_weights(const GGUFFile& f, const ModelConfig& c, WeightArena&
         const GGUFTensorInfo& u = need(f, p + "ffn_up.weight");
         check_matrix(g, D, F);
         check_matrix(u, D, F);
-        if (fuse_gate_up && a.device() != Device::CPU && g.type == u.type) {
+        if (fuse_gate_up && g.type == u.type) {
           // One [2F, D] weight: one matmul instead of two, then swiglu_fused.
           L.gate_up_fused = true;
           L.w_gate_up = make_qweight(a, p + "ffn_gate+up.weight", g.type, 2 * F, D,
@@ -410,10 +444,10 @@ std::vector<DeviceWeightImage> emulate_device_weights(const std::string& path, s
   std::shared_ptr<GGUFFile> f = GGUFFile::open(path);
   const ModelConfig c = ModelConfig::from_gguf(*f);
   WeightArena dry(Device::CUDA, f, nullptr, nullptr);
-  build_weights(*f, c, dry, /*fuse_gate_up=*/true);
+  build_weights(*f, c, dry, /*fuse_gate_up=*/true, /*fuse_qkv=*/true);
   std::vector<uint8_t> image(dry.bytes() + 1, 0xCD);
   WeightArena live(Device::CUDA, f, image.data(), nullptr);
-  const ModelWeights w = build_weights(*f, c, live, /*fuse_gate_up=*/true);
+  const ModelWeights w = build_weights(*f, c, live, /*fuse_gate_up=*/true, /*fuse_qkv=*/true);
   live.upload_to_host_image(image.data(), window);
 
   std::vector<DeviceWeightImage> out;
@@ -446,13 +480,14 @@ std::vector<DeviceWeightImage> emulate_device_weights(const std::string& path, s
   for (size_t l = 0; l < w.layers.size(); ++l) {
     const LayerWeights& L = w.layers[l];
     const std::string p = str_cat("blk.", l, ".");
-    const bool fused = L.wq.name.find("attn_qkv") != std::string::npos;
     addv(p + "attn_norm.weight", L.attn_norm_w);
     addv(p + "attn_norm.bias", L.attn_norm_b);
-    for (const QWeight* q : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate_up, &L.w_gate, &L.w_up, &L.w_down}) addq(*q);
-    addv(fused ? p + "attn_qkv.bias[q]" : p + "attn_q.bias", L.bq);
-    addv(fused ? p + "attn_qkv.bias[k]" : p + "attn_k.bias", L.bk);
-    addv(fused ? p + "attn_qkv.bias[v]" : p + "attn_v.bias", L.bv);
+    for (const QWeight* q : {&L.wqkv, &L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate_up, &L.w_gate, &L.w_up, &L.w_down})
+      addq(*q);
+    addv(L.wqkv.name.find("q+k+v") != std::string::npos ? p + "attn_q+k+v.bias" : p + "attn_qkv.bias", L.bqkv);
+    addv(p + "attn_q.bias", L.bq);
+    addv(p + "attn_k.bias", L.bk);
+    addv(p + "attn_v.bias", L.bv);
     addv(p + "attn_output.bias", L.bo);
     addv(p + "ffn_norm.weight", L.ffn_norm_w);
     addv(p + "ffn_norm.bias", L.ffn_norm_b);

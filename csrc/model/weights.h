@@ -15,7 +15,11 @@ namespace inferlab {
 
 struct LayerWeights {
   Tensor attn_norm_w, attn_norm_b;  // [D] f32; _b only with LayerNorm
-  QWeight wq, wk, wv;               // [Hq*hd, D], [Hkv*hd, D], [Hkv*hd, D] (fused attn_qkv is split by rows)
+  // q/k/v: one weight [Hq*hd + 2*Hkv*hd, D] with rows [q | k | v] (qkv_fused) or three weights.
+  bool qkv_fused = false;
+  QWeight wqkv;                     // [Nq + 2 Nkv, D]
+  Tensor bqkv;                      // [Nq + 2 Nkv] f32 or undefined
+  QWeight wq, wk, wv;               // [Hq*hd, D], [Hkv*hd, D], [Hkv*hd, D]
   Tensor bq, bk, bv;                // [Hq*hd], [Hkv*hd], [Hkv*hd] f32 or undefined
   QWeight wo;                       // [D, Hq*hd]
   Tensor bo;                        // [D] or undefined
@@ -96,8 +100,11 @@ class WeightArena {
 
 // Validates every tensor the forward pass needs against `cfg` (GGUFError naming the tensor when missing or of
 // the wrong shape; NotSupportedError for a type inferlab cannot multiply) and places it in `arena`.
-// fuse_gate_up: concatenate separate gate/up weights of one type into one [2F, D] weight (device arena only).
-ModelWeights build_weights(const GGUFFile& f, const ModelConfig& cfg, WeightArena& arena, bool fuse_gate_up);
+// fuse_gate_up / fuse_qkv: concatenate separate gate/up (q/k/v) weights of one type into one weight (a copy; the
+// model does it on CUDA, where one launch instead of two or three matters). Weights fused in the file are always
+// used fused.
+ModelWeights build_weights(const GGUFFile& f, const ModelConfig& cfg, WeightArena& arena, bool fuse_gate_up,
+                           bool fuse_qkv);
 
 // Testing aid: every weight of `path` as upload() would place it on a CUDA device, assembled on the host through
 // `window`-byte staging windows, converted back to GGUF layout: (name, type, n, k, layout, GGUF bytes).

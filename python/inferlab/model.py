@@ -65,6 +65,7 @@ class ModelConfig:
     fused_gate_up: bool
     learned_positions: bool
     tied_embeddings: bool
+    fused_weights: bool  # q/k/v (gate/up) stored separately in the file are concatenated on the device
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -185,6 +186,8 @@ class Model:
     n_batch: tokens per prefill chunk; activations are preallocated for it at load time.
     kv_dtype: "auto" (float16), "float16", "bfloat16" or "float32" (float32: CPU only).
     progress: draw a loading progress bar (default: for files of 1 GB or more when stderr is a terminal).
+    fuse_weights: concatenate separately stored q/k/v and gate/up weights into one matmul each (default: on CUDA
+        only; on the CPU the file is used in place without copies).
 
     Everything the model needs on the device (weights, KV cache, workspace) is checked against free memory
     before anything is allocated; ``inferlab.DeviceMemoryError`` says how much is needed and how much is free.
@@ -193,7 +196,7 @@ class Model:
 
     def __init__(self, path=None, device: str = "auto", n_ctx: int = 4096, n_seqs: int = 1, *,
                  n_batch: int = 512, kv_dtype: str = "auto", cuda_graphs: bool = True,
-                 progress: Optional[bool] = None):
+                 progress: Optional[bool] = None, fuse_weights: Optional[bool] = None):
         self._core = None
         if path is None:
             from .models import default_model_path  # the default-model helper (imported lazily)
@@ -225,8 +228,9 @@ class Model:
                 progress = False
         self.path = path
         self.device = device
+        fuse = -1 if fuse_weights is None else int(bool(fuse_weights))
         self._core = _core.model.Model(path, device, n_ctx, n_seqs, n_batch, kv_dtype, bool(progress),
-                                       bool(cuda_graphs))
+                                       bool(cuda_graphs), fuse)
         self.config = ModelConfig(**self._core.config())
         self._tokenizer = None
 
