@@ -763,3 +763,12 @@ def test_cuda_weight_image_emulated(model_dir, arch, qtype, window):
             assert layout == 1, f"{name}: quantized CUDA weights use the split layout"
     missing = set(raw) - seen
     assert not missing, f"not loaded: {sorted(missing)}"
+
+
+def test_device_selection(model_dir):
+    path = tiny(model_dir, "llama")
+    with inferlab.Model(path, n_ctx=32) as m:
+        assert m.config.device == ("cuda" if inferlab.cuda_available() else "cpu")
+    if not inferlab.cuda_available():
+        with pytest.raises(NotImplementedError, match="GPU|CUDA"):
+            inferlab.Model(path, device="cuda", n_ctx=32)
