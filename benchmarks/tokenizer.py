@@ -24,7 +24,8 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "python"))
+if os.environ.get("INFERLAB_CORE_DIR"):  # developer build: use the sources beside it
+    sys.path.insert(0, str(ROOT / "python"))
 
 from tokenizer_corpus import big_text  # noqa: E402
 
