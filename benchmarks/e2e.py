@@ -511,6 +511,12 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     import inferlab
+
+    try:
+        import gguf  # noqa: F401  (inferlab.testing writes the files with it)
+    except ImportError:
+        raise SystemExit("benchmarks/e2e.py needs the 'gguf' package to write its random-weight files: "
+                         "pip install gguf (on a machine without network, carry its wheel in .whl/)")
     from inferlab import testing
 
     for q in args.qtypes:
