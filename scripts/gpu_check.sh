@@ -34,8 +34,8 @@ rc=0
 if [ "${BENCH_ONLY:-0}" != 1 ]; then
   echo "== tests"
   # xdist (when present) isolates crashes: a dying worker shows as a failed test, not a lost run.
-  xdist=""; python3 -c "import xdist" 2>/dev/null && xdist="-n ${PYTEST_WORKERS:-6} --max-worker-restart=100"
-  timeout -s ABRT "${TEST_TIMEOUT:-360}" python3 -X faulthandler -m pytest -q -rs -p no:cacheprovider --durations=15 $xdist "$@" tests \
+  xdist=""; python3 -c "import xdist" 2>/dev/null && xdist="-n ${PYTEST_WORKERS:-6} --max-worker-restart=200 -p no:faulthandler"
+  timeout -s ABRT "${TEST_TIMEOUT:-360}" python3 -m pytest -q -rs -p no:cacheprovider --durations=15 $xdist "$@" tests \
     > "$OUT/pytest.log" 2>&1
   rc=$?
   grep -E "^(FAILED|ERROR)" "$OUT/pytest.log" | head -40
@@ -45,7 +45,7 @@ if [ "${SKIP_BENCH:-0}" != 1 ]; then
   echo "== benchmarks"
   for b in ${BENCHES:-kernels e2e tokenizer}; do
     if [ -f "benchmarks/$b.py" ]; then
-      timeout -s ABRT "${BENCH_TIMEOUT:-150}" python3 -X faulthandler "benchmarks/$b.py" --json "$OUT/bench_$b.json" > "$OUT/bench_$b.log" 2>&1
+      timeout -s ABRT "${BENCH_TIMEOUT:-150}" python3 -X faulthandler "benchmarks/$b.py" ${BENCH_ARGS:-} --json "$OUT/bench_$b.json" > "$OUT/bench_$b.log" 2>&1
       echo "-- $b (rc=$?)"; tail -40 "$OUT/bench_$b.log"
     fi
   done
