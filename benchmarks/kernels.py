@@ -130,7 +130,7 @@ def _print_table(rows, ceiling):
         gb = f"{r['gbps']:10.1f}" if "gbps" in r else " " * 10
         pc = f"{r['pct_of_copy']:7.1f}%" if "pct_of_copy" in r else " " * 8
         tf = f"{r['tflops']:9.2f}" if "tflops" in r else " " * 9
-        print(f"{r['section']:<10}{r['op']:<38}{r['shape']:<22}{r['dtype']:<12}{r['ms']:10.4f}{gb}{pc}{tf}  "
+        print(f"{r.get('section', ''):<10}{str(r.get('op', '')):<38}{str(r.get('shape', '')):<22}{str(r.get('dtype', '')):<12}{r['ms']:10.4f}{gb}{pc}{tf}  "
               f"{r.get('note', '')}")
 
 
