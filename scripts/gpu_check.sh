@@ -2,7 +2,8 @@
 # One call on the GPU machine: build, run every test (CPU and CUDA), run the benchmarks.
 # Logs go to $OUT (or ./gpu-out). Usage (from the repo root):
 #   scripts/gpu_check.sh [pytest args...]      e.g. scripts/gpu_check.sh -k attention
-# Environment: SKIP_BENCH=1 skips the benchmarks; BENCH_ONLY=1 skips the tests.
+# Environment: SKIP_BENCH=1 skips the benchmarks; BENCH_ONLY=1 skips the tests; TESTS="tests/a.py ..."
+# narrows the test files (default: tests).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu-out}
@@ -35,7 +36,7 @@ if [ "${BENCH_ONLY:-0}" != 1 ]; then
   echo "== tests"
   # xdist (when present) isolates crashes: a dying worker shows as a failed test, not a lost run.
   xdist=""; python3 -c "import xdist" 2>/dev/null && xdist="-n ${PYTEST_WORKERS:-6} --max-worker-restart=200 -p no:faulthandler"
-  timeout -s ABRT "${TEST_TIMEOUT:-360}" python3 -m pytest -q -rs -p no:cacheprovider --durations=15 $xdist "$@" tests \
+  timeout -s ABRT "${TEST_TIMEOUT:-360}" python3 -m pytest -q -rs -p no:cacheprovider --durations=15 $xdist "$@" ${TESTS:-tests} \
     > "$OUT/pytest.log" 2>&1
   rc=$?
   grep -E "^(FAILED|ERROR)" "$OUT/pytest.log" | head -40

@@ -5,7 +5,7 @@
   permuted q/k rows, phi3's fused tensors, GPT-2's transposed Conv1D weights).
 * GPU (cuda mark): inferlab.Model(path, device="cuda").logits on real-shape random models agrees with
   transformers in fp32: top-1 agreement >= 99% over a 256-token teacher-forced sequence. The max and
-  mean |delta logit| are printed and written to $OUT/hf_parity.json (else build/hf_parity.json).
+  mean |delta logit| are printed and written to $OUT/hf_parity_<case>.json (else build/).
 
 Skipped when torch or transformers is not installed.
 """
@@ -72,10 +72,9 @@ GPU_CASES = [
 def _record(entry):
     out_dir = pathlib.Path(os.environ["OUT"]) if os.environ.get("OUT") else ROOT / "build"
     out_dir.mkdir(parents=True, exist_ok=True)
-    f = out_dir / "hf_parity.json"
-    data = json.loads(f.read_text()) if f.exists() else {}
-    data[f"{entry['preset']}-{entry['qtype']}"] = entry
-    f.write_text(json.dumps(data, indent=2, sort_keys=True))
+    # one file per case: xdist workers run cases concurrently
+    f = out_dir / f"hf_parity_{entry['preset']}-{entry['qtype']}.json"
+    f.write_text(json.dumps(entry, indent=2, sort_keys=True))
     return f
 
 

@@ -251,6 +251,19 @@ def test_gelu(device, T, N, dt_in, dt_out, rng):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("T,N", EW_CASES)
+@pytest.mark.parametrize("dt_in,dt_out", DTYPE_PAIRS + [(F32, F16), (BF16, F32)])
+def test_convert_is_exact_rounding(device, T, N, dt_in, dt_out, rng):
+    # conversion is exact rounding to nearest even: no tolerance
+    x = rand(rng, (T, N), dt_in, 3.0)
+    x.flat[:4] = np.array([65504.0, -1e-7, 6.0e-8, 0.0]).astype(x.dtype)  # f16 max, subnormals, zero
+    out = poisoned((T, N), dt_out)
+    got = K.convert(x, dt_out, device=device, out=out)
+    ref = R.convert(x, dt_out)
+    np.testing.assert_array_equal(np.asarray(got, np.float64), ref)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_activations_extreme_values(device):
     x = np.array([[-100.0, -20.0, -1e-3, 0.0, 1e-3, 20.0, 100.0, 1e4]], dtype=np.float32)
     check(K.gelu(x, device=device), R.gelu(x), F32, 8, "gelu")

@@ -68,6 +68,7 @@ void bind_kernels(py::module_& root) {
   m.def("swiglu", &ops::swiglu, arg("gate"), arg("up"), arg("out"), nogil);
   m.def("swiglu_fused", &ops::swiglu_fused, arg("gate_up"), arg("out"), nogil);
   m.def("gelu", &ops::gelu, arg("x"), arg("out"), nogil);
+  m.def("convert", &ops::convert, arg("x"), arg("out"), nogil);
   m.def("softmax", &ops::softmax, arg("x"), arg("out"), nogil);
   m.def("sample",
         [](const Tensor& logits, const std::optional<Tensor>& prev, Tensor& tokens, float temperature, int top_k,

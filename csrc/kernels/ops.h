@@ -55,6 +55,8 @@ void swiglu(const Tensor& gate, const Tensor& up, Tensor& out);
 void swiglu_fused(const Tensor& gate_up, Tensor& out);
 // GELU, tanh approximation (GPT-2): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
 void gelu(const Tensor& x, Tensor& out);
+// out = x converted to out's float dtype (round to nearest even); same shape; out may not alias x.
+void convert(const Tensor& x, Tensor& out);
 // Softmax along the last axis; x, out [..., N]
 void softmax(const Tensor& x, Tensor& out);
 

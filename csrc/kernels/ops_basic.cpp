@@ -381,6 +381,23 @@ void gelu(const Tensor& x, Tensor& out) {
   }
 }
 
+void convert(const Tensor& x, Tensor& out) {
+  check_float(x, "x");
+  const Device dev = op_device(x, "x");
+  check_float(out, "out");
+  check_same_device(dev, out, "out");
+  check_same_shape(out, "out", x, "x");
+  check_alias(out, "out", x, "x");
+  if (dev == Device::CUDA) {
+    require_cuda_build("convert");
+#ifdef INFERLAB_WITH_CUDA
+    launch_ew(cuda::EwOp::Convert, x, nullptr, out, 1, x.numel());
+#endif
+  } else {
+    cpu::convert(x, out);
+  }
+}
+
 void softmax(const Tensor& x, Tensor& out) {
   check_float(x, "x");
   const Device dev = op_device(x, "x");

@@ -181,7 +181,11 @@ Model::Model(const std::string& path, const ModelOptions& opt) : path_(path), op
   ws.add(&q_, {M_, Nq}, DType::F32);
   ws.add(&k_, {M_, Nkv}, DType::F32);
   ws.add(&v_, {M_, Nkv}, DType::F32);
-  ws.add(&att_, {M_, Nq}, DType::F32);
+  // The CUDA attention kernels take q and write their output in the KV cache's dtype (fp16/bf16):
+  // q is converted once per layer into qh_, and the output projection reads att_ in that dtype.
+  const DType attn_dtype = dev == Device::CUDA ? opt_.kv_dtype : DType::F32;
+  if (attn_dtype != DType::F32) ws.add(&qh_, {M_, Nq}, attn_dtype);
+  ws.add(&att_, {M_, Nq}, attn_dtype);
   ws.add(&o_, {M_, D}, DType::F32);
   ws.add(&gu_, {M_, 2 * F}, DType::F32);
   ws.add(&act_, {M_, F}, DType::F32);
@@ -423,11 +427,16 @@ void Model::forward(int T, const std::vector<Segment>* segs, Tracer* tr) {
       tr->put("v", l, V3);
     }
     ops::kv_cache_store(*kv_, l, K3, V3, slots, pos);
+    Tensor Qa = Q3;
+    if (qh_.defined()) {
+      Qa = qh_.slice_rows(0, T).view({T, Hq, hd});
+      ops::convert(Q3, Qa);
+    }
     if (!segs) {
-      ops::attention_decode(Q3, *kv_, l, lens, A3, c.attn_scale, c.sliding_window);
+      ops::attention_decode(Qa, *kv_, l, lens, A3, c.attn_scale, c.sliding_window);
     } else {
       for (const Segment& s : *segs) {
-        Tensor qs = Q3.slice_rows(s.row, s.n), as = A3.slice_rows(s.row, s.n);
+        Tensor qs = Qa.slice_rows(s.row, s.n), as = A3.slice_rows(s.row, s.n);
         ops::attention_prefill_cached(qs, *kv_, l, s.slot, s.start_pos, as, c.attn_scale, c.sliding_window);
       }
     }

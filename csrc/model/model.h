@@ -141,7 +141,8 @@ class Model {
   Tensor x_, h_;    // [M, D] f32: residual stream, normed hidden
   Tensor qkv_;      // [M, (Hq + 2 Hkv) * hd]: fused q/k/v projection output
   Tensor qkv_idx_;  // int32 [M * (Hq + 2 Hkv)]: gather indices splitting qkv_ into q_, k_, v_ (model.cpp)
-  Tensor q_, k_, v_, att_;  // [M, Hq*hd], [M, Hkv*hd] x2, [M, Hq*hd]
+  Tensor q_, k_, v_, att_;  // [M, Hq*hd], [M, Hkv*hd] x2, [M, Hq*hd] (att_ in the KV dtype on CUDA)
+  Tensor qh_;       // [M, Hq*hd] in the KV dtype: q for the CUDA attention kernels (undefined on the CPU)
   Tensor o_;        // [M, D]: attention / MLP output before the residual add; also position embeddings
   Tensor gu_;       // [M, 2F]: [gate | up] or gate then up
   Tensor act_;      // [M, F]

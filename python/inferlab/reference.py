@@ -113,6 +113,15 @@ def gelu(x):
     return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x**3)))
 
 
+def convert(x, out_dtype):
+    """x [...] rounded to out_dtype (round to nearest even), returned as float64 [...]."""
+    if str(out_dtype) == "bfloat16":
+        import ml_dtypes
+
+        out_dtype = ml_dtypes.bfloat16
+    return _f64(np.asarray(x).astype(out_dtype))  # [...]
+
+
 def softmax(x):
     """exp(x - max) / sum(exp(x - max)) over the last axis;  x [..., N]."""
     x = _f64(x)

@@ -21,6 +21,7 @@ void add_bias(Tensor& x, const Tensor& bias);
 void swiglu(const Tensor& gate, const Tensor& up, Tensor& out);
 void swiglu_fused(const Tensor& gate_up, Tensor& out);
 void gelu(const Tensor& x, Tensor& out);
+void convert(const Tensor& x, Tensor& out);
 void softmax(const Tensor& x, Tensor& out);
 void sample(const Tensor& logits, const ops::SamplingParams& p, const Tensor& prev_tokens, Tensor& tokens);
 

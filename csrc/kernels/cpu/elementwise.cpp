@@ -93,5 +93,11 @@ void gelu(const Tensor& x, Tensor& out) {
   }));
 }
 
+void convert(const Tensor& x, Tensor& out) {
+  IL_CPU_DISPATCH_FLOAT(x.dtype(), Ti, IL_CPU_DISPATCH_FLOAT(out.dtype(), To, {
+    binary_flat<Ti, Ti, To>(x.data(), nullptr, out.data(), out.numel(), [](float v, float) { return v; });
+  }));
+}
+
 }  // namespace cpu
 }  // namespace inferlab

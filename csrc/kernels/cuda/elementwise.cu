@@ -24,8 +24,12 @@ template <EwOp OP>
 __device__ __forceinline__ float apply(float a, float b) {
   if constexpr (OP == EwOp::Add || OP == EwOp::AddBias) return a + b;
   else if constexpr (OP == EwOp::Swiglu || OP == EwOp::SwigluFused) return silu(a) * b;
-  else return gelu_tanh(a);
+  else if constexpr (OP == EwOp::Gelu) return gelu_tanh(a);
+  else return a;  // Convert
 }
+
+template <EwOp OP>
+constexpr bool kUnary = OP == EwOp::Gelu || OP == EwOp::Convert;
 
 template <EwOp OP, class Ta, class Tb, class To>
 __global__ void __launch_bounds__(kThreads) ew_kernel(EwParams p, bool vec) {
@@ -49,7 +53,7 @@ __global__ void __launch_bounds__(kThreads) ew_kernel(EwParams p, bool vec) {
       } else {
         load8(a + e, va);
         if constexpr (OP == EwOp::AddBias) load8_ro(b + e % cols, vb);
-        else if constexpr (OP != EwOp::Gelu) load8(b + e, vb);
+        else if constexpr (!kUnary<OP>) load8(b + e, vb);
         else {
 #pragma unroll
           for (int k = 0; k < 8; ++k) vb[k] = 0.f;
@@ -69,7 +73,7 @@ __global__ void __launch_bounds__(kThreads) ew_kernel(EwParams p, bool vec) {
     } else {
       va = to_f32(a[e]);
       if constexpr (OP == EwOp::AddBias) vb = to_f32(b[e % cols]);
-      else if constexpr (OP != EwOp::Gelu) vb = to_f32(b[e]);
+      else if constexpr (!kUnary<OP>) vb = to_f32(b[e]);
     }
     out[e] = from_f32<To>(apply<OP>(va, vb));
   }
@@ -114,6 +118,11 @@ void launch_elementwise(const EwParams& p, cudaStream_t stream) {
     case EwOp::Gelu:
       IL_DISPATCH_FLOAT(p.a_dtype, Ta, IL_DISPATCH_FLOAT(p.out_dtype, To, {
         launch_typed<EwOp::Gelu, Ta, Ta, To>(p, vec, stream);
+      }));
+      break;
+    case EwOp::Convert:
+      IL_DISPATCH_FLOAT(p.a_dtype, Ta, IL_DISPATCH_FLOAT(p.out_dtype, To, {
+        launch_typed<EwOp::Convert, Ta, Ta, To>(p, vec, stream);
       }));
       break;
   }

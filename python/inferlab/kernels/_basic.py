@@ -21,7 +21,8 @@ _k = _core.kernels
 
 __all__ = [
     "embedding", "embedding_q", "rms_norm", "add_rms_norm", "layer_norm", "add_layer_norm", "rope", "add",
-    "add_bias", "swiglu", "swiglu_fused", "gelu", "softmax", "sample", "GGML_TYPES",
+    "add_bias", "swiglu", "swiglu_fused", "gelu", "convert", "softmax", "sample",
+    "GGML_TYPES",
 ]
 
 _FLOATS = ("float32", "float16", "bfloat16")
@@ -370,6 +371,17 @@ def gelu(x, device=None, out_dtype=None, out=None):
     xd = _dev(x, device, "x")
     o = _Out(out, xd.shape, out_dtype, xd.dtype_name, device)
     _k.gelu(xd, o.dev)
+    return o.result(as_numpy)
+
+
+def convert(x, out_dtype, device=None, out=None):
+    """Dtype conversion: ``out = x`` rounded to ``out_dtype`` (float32, float16 or bfloat16; round to
+    nearest even); any shape. The model uses it to hand float32 queries to the fp16/bf16 attention."""
+    device = _pick_device(device, x)
+    as_numpy = not isinstance(x, DeviceArray)
+    xd = _dev(x, device, "x")
+    o = _Out(out, xd.shape, out_dtype, xd.dtype_name, device)
+    _k.convert(xd, o.dev)
     return o.result(as_numpy)
 
 
