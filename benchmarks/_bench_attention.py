@@ -90,7 +90,7 @@ def run(ctx=None) -> list:
     if not inferlab.cuda_available():
         return [dict(bench="attention", skipped="no usable CUDA GPU")]
     A = inferlab._core.attention
-    copy_gbps = _ctx_get(ctx, "copy_gbps")
+    copy_gbps = _ctx_get(ctx, "copy_gbps") or _ctx_get(ctx, "ceiling_gbps")
     rows = []
     if copy_gbps is None:
         copy_gbps = copy_ceiling_gbps(A)

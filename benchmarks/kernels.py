@@ -123,14 +123,43 @@ def run_basic(ctx: Ctx) -> list[dict]:
     return rows
 
 
+def _fmt_ms(ms):
+    return f"{ms:10.4f}" if isinstance(ms, (int, float)) else " " * 10
+
+
+def _normalise_row(r):
+    """Rows of the attention section carry their parameters as keys: name them like the other rows."""
+    if "op" in r or "bench" not in r:
+        return r
+    r = dict(r, section="attention")
+    b = r["bench"]
+    if b == "attention_prefill":
+        r["op"] = f"prefill T={r['T']} D={r['D']} causal"
+        r["shape"] = f"({r['Hq']}q/{r['Hkv']}kv heads)"
+    elif b == "attention_decode":
+        r["op"] = f"decode n_past={r['n_past']} B={r['B']} D={r['D']}"
+        r["shape"] = f"({r['Hq']}q/{r['Hkv']}kv heads)"
+    else:
+        r["op"] = b
+    notes = [r.get("note", "")] if r.get("note") else []
+    if "meets_floor" in r:
+        floor = f"{r['floor_tflops']} TFLOP/s" if "floor_tflops" in r else f"{r['floor_pct']}% of copy"
+        notes.append(f"floor {floor}: {'met' if r['meets_floor'] else 'NOT met'}")
+    if "skipped" in r:
+        notes.append(f"skipped: {r['skipped']}")
+    r["note"] = "; ".join(notes)
+    return r
+
+
 def _print_table(rows, ceiling):
     print(f"\ncopy ceiling (D2D memcpy, read+write): {ceiling:8.1f} GB/s\n")
     print(f"{'section':<10}{'op':<38}{'shape':<22}{'dtype':<12}{'ms':>10}{'GB/s':>10}{'%copy':>8}{'TFLOP/s':>9}  note")
     for r in rows:
+        r = _normalise_row(r)
         gb = f"{r['gbps']:10.1f}" if "gbps" in r else " " * 10
         pc = f"{r['pct_of_copy']:7.1f}%" if "pct_of_copy" in r else " " * 8
         tf = f"{r['tflops']:9.2f}" if "tflops" in r else " " * 9
-        print(f"{r.get('section', ''):<10}{str(r.get('op', '')):<38}{str(r.get('shape', '')):<22}{str(r.get('dtype', '')):<12}{r['ms']:10.4f}{gb}{pc}{tf}  "
+        print(f"{r.get('section', ''):<10}{str(r.get('op', '')):<38}{str(r.get('shape', '')):<22}{str(r.get('dtype', '')):<12}{_fmt_ms(r.get('ms'))}{gb}{pc}{tf}  "
               f"{r.get('note', '')}")
 
 
@@ -169,12 +198,13 @@ def main(argv=None) -> int:
         except Exception as e:  # keep the other sections' numbers
             errors[name] = f"{type(e).__name__}: {e}"
             print(f"section {name} failed: {errors[name]}", file=sys.stderr)
-    print(f"device: {ctx.device_name}")
-    _print_table(rows, ctx.ceiling_gbps)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(dict(device=ctx.device_name, ceiling_gbps=ctx.ceiling_gbps, quick=args.quick, results=rows,
                            errors=errors), f, indent=1)
+    print(f"device: {ctx.device_name}")
+    _print_table(rows, ctx.ceiling_gbps)
+    if args.json:
         print(f"\nwrote {args.json}")
     return 1 if errors else 0
 
