@@ -36,9 +36,14 @@ if [ "${BENCH_ONLY:-0}" != 1 ]; then
   echo "== tests"
   # xdist (when present) isolates crashes: a dying worker shows as a failed test, not a lost run.
   xdist=""; python3 -c "import xdist" 2>/dev/null && xdist="-n ${PYTEST_WORKERS:-6} --max-worker-restart=200 -p no:faulthandler"
-  timeout -s ABRT "${TEST_TIMEOUT:-360}" python3 -m pytest -q -rs -p no:cacheprovider --durations=15 $xdist "$@" ${TESTS:-tests} \
+  timeout -s ABRT "${TEST_TIMEOUT:-360}" python3 -m pytest -q -rfs -p no:cacheprovider --durations=15 $xdist "$@" ${TESTS:-tests} \
     > "$OUT/pytest.log" 2>&1
   rc=$?
+  if [ -n "$xdist" ]; then
+    # Tests that read device-wide free memory need the GPU to themselves (skipped under xdist above).
+    timeout -s ABRT "${SERIAL_TIMEOUT:-120}" python3 -m pytest -q -rf -p no:cacheprovider -p no:xdist -m exclusive_gpu \
+      ${TESTS:-tests} >> "$OUT/pytest.log" 2>&1 || rc=1
+  fi
   grep -E "^(FAILED|ERROR)" "$OUT/pytest.log" | head -40
   tail -25 "$OUT/pytest.log"
 fi

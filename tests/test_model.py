@@ -493,6 +493,7 @@ def test_kv_cache_too_large_is_refused_before_allocating(model_dir):
 
 
 @pytest.mark.cuda
+@pytest.mark.exclusive_gpu
 def test_kv_cache_too_large_is_refused_on_gpu(model_dir):
     path = tiny(model_dir, "llama", n_ctx=1 << 20)
     inferlab._core.synchronize()
@@ -504,6 +505,7 @@ def test_kv_cache_too_large_is_refused_on_gpu(model_dir):
 
 
 @pytest.mark.cuda
+@pytest.mark.exclusive_gpu
 def test_load_free_returns_gpu_memory(model_dir):
     path = tiny(model_dir, "phi3")
     # Warm up with the same sizes: CUDA context, cuBLAS handle, the matmul's per-thread scratch.
@@ -520,6 +522,7 @@ def test_load_free_returns_gpu_memory(model_dir):
 
 
 @pytest.mark.cuda
+@pytest.mark.exclusive_gpu
 def test_many_generations_do_not_grow_gpu_memory(model_dir, rng):
     path = tiny(model_dir, "llama")
     with inferlab.Model(path, device="cuda", n_ctx=64, n_seqs=2) as m:
