@@ -20,21 +20,12 @@ __device__ __forceinline__ float gelu_tanh(float x) {
   return x * sigmoid(2.f * k0 * (x + 0.044715f * x * x * x));
 }
 
-// 16-bit outputs: the same formula with the hardware exp2 and reciprocal (a few float32 ulp, far below
-// fp16/bf16 rounding). GELU's full-precision expf and division made it compute-bound at fp16 sizes.
-__device__ __forceinline__ float gelu_tanh_fast(float x) {
-  const float t = 2.f * 0.7978845608028654f * (x + 0.044715f * x * x * x);
-  return x * __frcp_rn(1.f + exp2f(-t * 1.4426950408889634f));  // 1/(1+inf) = 0 for t << 0
-}
-
-template <EwOp OP, class To>
+template <EwOp OP>
 __device__ __forceinline__ float apply(float a, float b) {
   if constexpr (OP == EwOp::Add || OP == EwOp::AddBias) return a + b;
   else if constexpr (OP == EwOp::Swiglu || OP == EwOp::SwigluFused) return silu(a) * b;
-  else if constexpr (OP == EwOp::Gelu) {
-    if constexpr (sizeof(To) == 2) return gelu_tanh_fast(a);
-    else return gelu_tanh(a);
-  } else return a;  // Convert
+  else if constexpr (OP == EwOp::Gelu) return gelu_tanh(a);
+  else return a;  // Convert
 }
 
 template <EwOp OP>
@@ -77,7 +68,7 @@ __global__ void __launch_bounds__(kThreads) ew_kernel(EwParams p, bool vec) {
 #pragma unroll
       for (int j = 0; j < kSub; ++j) {
 #pragma unroll
-        for (int k = 0; k < 8; ++k) o[k] = apply<OP, To>(va[j][k], vb[j][k]);
+        for (int k = 0; k < 8; ++k) o[k] = apply<OP>(va[j][k], vb[j][k]);
         store8(out + 8 * (kSub * u + j), o);
       }
     }
@@ -93,7 +84,7 @@ __global__ void __launch_bounds__(kThreads) ew_kernel(EwParams p, bool vec) {
       if constexpr (OP == EwOp::AddBias) vb = to_f32(b[e % cols]);
       else if constexpr (!kUnary<OP>) vb = to_f32(b[e]);
     }
-    out[e] = from_f32<To>(apply<OP, To>(va, vb));
+    out[e] = from_f32<To>(apply<OP>(va, vb));
   }
 }
 
