@@ -41,36 +41,27 @@ __global__ void __launch_bounds__(kThreads) ew_kernel(EwParams p, bool vec) {
   const int64_t tid = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
   int64_t first_scalar = 0;
   if (vec) {
-    // A thread moves kSub groups of 8 elements per step, all loads issued before any math: a unary op on
-    // 16-bit data would otherwise keep a single 16-byte load in flight per thread, too few to saturate HBM.
-    constexpr int kSub = (kUnary<OP> && sizeof(Ta) == 2) ? 2 : 1;
-    const int64_t nchunk = n / (8 * kSub);
-    first_scalar = 8 * kSub * nchunk;
+    const int64_t nchunk = n / 8;
+    first_scalar = 8 * nchunk;
     for (int64_t u = tid; u < nchunk; u += stride) {
-      float va[kSub][8], vb[kSub][8], o[8];
+      const int64_t e = 8 * u;
+      float va[8], vb[8], o[8];
+      if constexpr (OP == EwOp::SwigluFused) {
+        const int64_t r = e / cols, c = e % cols;
+        load8(a + r * 2 * cols + c, va);
+        load8(a + r * 2 * cols + cols + c, vb);
+      } else {
+        load8(a + e, va);
+        if constexpr (OP == EwOp::AddBias) load8_ro(b + e % cols, vb);
+        else if constexpr (!kUnary<OP>) load8(b + e, vb);
+        else {
 #pragma unroll
-      for (int j = 0; j < kSub; ++j) {
-        const int64_t e = 8 * (kSub * u + j);
-        if constexpr (OP == EwOp::SwigluFused) {
-          const int64_t r = e / cols, c = e % cols;
-          load8(a + r * 2 * cols + c, va[j]);
-          load8(a + r * 2 * cols + cols + c, vb[j]);
-        } else {
-          load8(a + e, va[j]);
-          if constexpr (OP == EwOp::AddBias) load8_ro(b + e % cols, vb[j]);
-          else if constexpr (!kUnary<OP>) load8(b + e, vb[j]);
-          else {
-#pragma unroll
-            for (int k = 0; k < 8; ++k) vb[j][k] = 0.f;
-          }
+          for (int k = 0; k < 8; ++k) vb[k] = 0.f;
         }
       }
 #pragma unroll
-      for (int j = 0; j < kSub; ++j) {
-#pragma unroll
-        for (int k = 0; k < 8; ++k) o[k] = apply<OP>(va[j][k], vb[j][k]);
-        store8(out + 8 * (kSub * u + j), o);
-      }
+      for (int k = 0; k < 8; ++k) o[k] = apply<OP>(va[k], vb[k]);
+      store8(out + e, o);
     }
   }
   for (int64_t e = first_scalar + tid; e < n; e += stride) {
@@ -91,8 +82,7 @@ __global__ void __launch_bounds__(kThreads) ew_kernel(EwParams p, bool vec) {
 template <EwOp OP, class Ta, class Tb, class To>
 void launch_typed(const EwParams& p, bool vec, cudaStream_t stream) {
   const int64_t n = p.rows * p.cols;
-  constexpr int kSub = (kUnary<OP> && sizeof(Ta) == 2) ? 2 : 1;  // as in ew_kernel
-  const int64_t work = vec ? (n + 8 * kSub - 1) / (8 * kSub) : n;
+  const int64_t work = vec ? (n + 7) / 8 : n;
   ew_kernel<OP, Ta, Tb, To><<<grid_size(work, kThreads, 1 << 20), kThreads, 0, stream>>>(p, vec);
   IL_CUDA_CHECK_LAUNCH();
 }
