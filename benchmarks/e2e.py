@@ -206,6 +206,11 @@ def _n_params(arch, preset):
     return L * (attn + mlp) + emb
 
 
+# Conservative first guesses of write_random_gguf's rate (bytes/s), before a file of the type was written
+# (H200 host: F16 ~460 MB/s, Q8_0 ~155 MB/s, Q4_K_M ~22-105 MB/s).
+_WRITE_RATE_GUESS = {"F32": 150e6, "F16": 150e6, "BF16": 150e6, "Q8_0": 50e6}
+
+
 def estimate_file_bytes(arch, preset, qtype):
     return int(_n_params(arch, preset) * _BITS.get(qtype, 16) / 8) + (1 << 20)
 
@@ -574,7 +579,9 @@ def main(argv=None):
     for m, q in items:
         if m not in hf_from or q == "F16":
             hf_from[m] = q
-    write_rate = None  # bytes/s of write_random_gguf, measured on the first file
+    # bytes/s of write_random_gguf per file type: float files are written several times faster than
+    # quantized ones (random blocks are built in NumPy), so a rate measured on one type misjudges another.
+    write_rate = {}
     for idx, (m, q) in enumerate(items):
         arch, preset, label = MODELS[m]
         row = {"model": m, "label": label, "arch": arch, "preset": preset, "qtype": q,
@@ -583,7 +590,7 @@ def main(argv=None):
         est = estimate_file_bytes(arch, preset, q)
         do_hf = want_hf and hf_from.get(m) == q
         # Time for this file: writing + load + measurements; leave room for the files after it.
-        est_write = est / write_rate if write_rate else est / 150e6
+        est_write = est / write_rate.get(q, _WRITE_RATE_GUESS.get(q, 20e6))
         n_left = len(items) - idx
         est_item = est_write + est / 2e9 + (25 if device == "cuda" else 60) + (40 if do_hf else 0)
         if budget.left() < est_item:
@@ -602,7 +609,7 @@ def main(argv=None):
             testing.write_random_gguf(path, arch, preset, qtype=q, seed=args.seed, n_ctx=n_ctx_file)
             row["write_s"] = time.perf_counter() - t
             size = os.path.getsize(path)
-            write_rate = size / max(row["write_s"], 1e-3)
+            write_rate[q] = size / max(row["write_s"], 1e-3)
             row["weight_bytes_per_token"], row["file_bytes"] = weight_bytes_per_token(path)
             log(f"[{m} {q}] wrote {size / 1e9:.2f} GB in {row['write_s']:.1f} s to {tmp}")
             try:
