@@ -57,6 +57,17 @@ void check_same_shape(const Tensor& t, const char* arg, const Tensor& ref, const
                " has shape ", shape_str(ref.shape()));
 }
 
+// Checks of an elementwise op with one input: float x and out of one shape on one device; out may be x itself.
+Device check_unary(const Tensor& x, const Tensor& out) {
+  check_float(x, "x");
+  const Device dev = op_device(x, "x");
+  check_float(out, "out");
+  check_same_device(dev, out, "out");
+  check_same_shape(out, "out", x, "x");
+  check_alias(out, "out", x, "x");
+  return dev;
+}
+
 // Rows and width of a [..., D] float tensor.
 void rows_cols(const Tensor& t, const char* arg, int64_t* rows, int64_t* cols) {
   IL_CHECK_ARG(t.ndim() >= 1, arg, " must have at least one dimension, got shape ", shape_str(t.shape()));
@@ -365,12 +376,7 @@ void swiglu_fused(const Tensor& gate_up, Tensor& out) {
 }
 
 void gelu(const Tensor& x, Tensor& out) {
-  check_float(x, "x");
-  const Device dev = op_device(x, "x");
-  check_float(out, "out");
-  check_same_device(dev, out, "out");
-  check_same_shape(out, "out", x, "x");
-  check_alias(out, "out", x, "x");
+  const Device dev = check_unary(x, out);
   if (dev == Device::CUDA) {
     require_cuda_build("gelu");
 #ifdef INFERLAB_WITH_CUDA
@@ -382,12 +388,7 @@ void gelu(const Tensor& x, Tensor& out) {
 }
 
 void convert(const Tensor& x, Tensor& out) {
-  check_float(x, "x");
-  const Device dev = op_device(x, "x");
-  check_float(out, "out");
-  check_same_device(dev, out, "out");
-  check_same_shape(out, "out", x, "x");
-  check_alias(out, "out", x, "x");
+  const Device dev = check_unary(x, out);
   if (dev == Device::CUDA) {
     require_cuda_build("convert");
 #ifdef INFERLAB_WITH_CUDA

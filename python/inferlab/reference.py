@@ -13,6 +13,15 @@ def _f64(x):
     return np.asarray(x, dtype=np.float64)
 
 
+def _np_dtype(name):
+    """NumPy dtype for a dtype name or object; bfloat16 comes from ml_dtypes."""
+    if str(name) == "bfloat16":
+        import ml_dtypes
+
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(name)
+
+
 # =====================================================================
 # Kernel library I: embedding, norms, rope, activations, softmax, sampling
 # (owned by kernel library I; keep edits inside this section)
@@ -115,11 +124,7 @@ def gelu(x):
 
 def convert(x, out_dtype):
     """x [...] rounded to out_dtype (round to nearest even), returned as float64 [...]."""
-    if str(out_dtype) == "bfloat16":
-        import ml_dtypes
-
-        out_dtype = ml_dtypes.bfloat16
-    return _f64(np.asarray(x).astype(out_dtype))  # [...]
+    return _f64(np.asarray(x).astype(_np_dtype(out_dtype)))  # [...]
 
 
 def softmax(x):
@@ -312,12 +317,7 @@ class KVCache:
 
     def __init__(self, n_layers, n_kv_heads, head_dim, max_tokens, dtype="f16", n_seqs=1):
         name = {"f16": "float16", "bf16": "bfloat16", "f32": "float32"}.get(str(dtype), str(dtype))
-        if name == "bfloat16":
-            import ml_dtypes
-
-            self.dtype = np.dtype(ml_dtypes.bfloat16)
-        else:
-            self.dtype = np.dtype(name)
+        self.dtype = _np_dtype(name)
         shape = (n_layers, n_seqs, n_kv_heads, max_tokens, head_dim)
         self._k = np.full(shape, np.nan, dtype=self.dtype)
         self._v = np.full(shape, np.nan, dtype=self.dtype)

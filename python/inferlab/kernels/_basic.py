@@ -364,35 +364,30 @@ def swiglu_fused(gate_up, device=None, out_dtype=None, out=None):
     return o.result(as_numpy)
 
 
-def gelu(x, device=None, out_dtype=None, out=None):
-    """GELU, tanh form (GPT-2): ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x**3)))``; any shape."""
+def _unary(kernel, x, device, out_dtype, out):
+    """Runs a one-input kernel whose output has x's shape (gelu, convert, softmax)."""
     device = _pick_device(device, x)
     as_numpy = not isinstance(x, DeviceArray)
     xd = _dev(x, device, "x")
     o = _Out(out, xd.shape, out_dtype, xd.dtype_name, device)
-    _k.gelu(xd, o.dev)
+    kernel(xd, o.dev)
     return o.result(as_numpy)
+
+
+def gelu(x, device=None, out_dtype=None, out=None):
+    """GELU, tanh form (GPT-2): ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x**3)))``; any shape."""
+    return _unary(_k.gelu, x, device, out_dtype, out)
 
 
 def convert(x, out_dtype, device=None, out=None):
     """Dtype conversion: ``out = x`` rounded to ``out_dtype`` (float32, float16 or bfloat16; round to
     nearest even); any shape. The model uses it to hand float32 queries to the fp16/bf16 attention."""
-    device = _pick_device(device, x)
-    as_numpy = not isinstance(x, DeviceArray)
-    xd = _dev(x, device, "x")
-    o = _Out(out, xd.shape, out_dtype, xd.dtype_name, device)
-    _k.convert(xd, o.dev)
-    return o.result(as_numpy)
+    return _unary(_k.convert, x, device, out_dtype, out)
 
 
 def softmax(x, device=None, out_dtype=None, out=None):
     """Softmax over the last axis: ``exp(x - max) / sum(exp(x - max))``; x [..., N]."""
-    device = _pick_device(device, x)
-    as_numpy = not isinstance(x, DeviceArray)
-    xd = _dev(x, device, "x")
-    o = _Out(out, xd.shape, out_dtype, xd.dtype_name, device)
-    _k.softmax(xd, o.dev)
-    return o.result(as_numpy)
+    return _unary(_k.softmax, x, device, out_dtype, out)
 
 
 def sample(logits, temperature=0.0, top_k=0, top_p=1.0, min_p=0.0, repetition_penalty=1.0, seed=0, offset=0,

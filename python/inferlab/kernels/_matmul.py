@@ -9,11 +9,11 @@ Q5_K, Q6_K) inside a :class:`QWeight`; on CUDA the quantized types are repacked 
 
 Numerics. The CPU dequantizes each weight row to float32 and accumulates in float32. On CUDA, T <= 8
 (decode) runs a fused dequantize-and-multiply kernel: x stays float32, accumulation float32. T > 8 (prefill),
-and F16/BF16 weights whose K is not a multiple of 16 at any T, run cuBLAS on tensor cores with float32 accumulation: quantized and F16 weights as fp16 (quantized ones
-dequantized exactly, then rounded to fp16), x rounded to fp16 -- scaled first by a power of two when its
-largest magnitude reaches 2^15, so large activations never overflow (the scale is undone in the GEMM's
-alpha) -- BF16 weights with x rounded to bf16, F32 weights in full fp32. Activations are never quantized to
-integers.
+and F16/BF16 weights whose K is not a multiple of 16 at any T, run cuBLAS on tensor cores with float32
+accumulation: quantized and F16 weights as fp16 (quantized ones dequantized exactly, then rounded to fp16),
+x rounded to fp16 -- scaled first by a power of two when its largest magnitude reaches 2^15, so large
+activations never overflow (the scale is undone in the GEMM's alpha) -- BF16 weights with x rounded to
+bf16, F32 weights in full fp32. Activations are never quantized to integers.
 """
 from __future__ import annotations
 
