@@ -50,8 +50,9 @@ def test_byte_level_round_trip_nfc(s):
 @given(ANY_TEXT)
 def test_spm_round_trip(s):
     t = tok("llama2")
-    # the dummy prefix is dropped again by decode
-    assert t.decode(t.encode(s)) == s
+    # the dummy prefix is dropped again by decode; a literal U+2581 in the text is SentencePiece's own space
+    # marker, so it comes back as a space (as with HF tokenizers: '\u2581' -> [259] -> ' ')
+    assert t.decode(t.encode(s)) == s.replace("\u2581", " ")
 
 
 @PROP
