@@ -35,7 +35,8 @@ SHAPES = [
 MATVEC_TYPES = ["Q4_K", "Q6_K", "Q8_0", "F16", "Q4_0", "Q4_1", "Q5_0", "Q5_K", "BF16", "Q2_K", "Q3_K", "Q5_1", "F32"]
 QUICK_TYPES = ["Q4_K", "Q6_K", "Q8_0", "F16"]
 PREFILL_TYPES = ["F16", "BF16", "Q4_K", "Q6_K", "Q8_0"]
-L2_FLUSH_BYTES = 200 << 20  # > 2x the 50 MB L2 of an H100
+L2_FLUSH_BYTES = 200 << 20
+SPLIT_K_MAX_T, SPLIT_K_MIN_K = 2, 8192  # csrc/kernels/cuda/matmul.cuh kSplitKMaxT / kSplitKMinK  # > 2x the 50 MB L2 of an H100
 
 _BLOCK = {"F32": (1, 4), "F16": (1, 2), "BF16": (1, 2), "Q4_0": (32, 18), "Q4_1": (32, 20), "Q5_0": (32, 22),
           "Q5_1": (32, 24), "Q8_0": (32, 34), "Q2_K": (256, 84), "Q3_K": (256, 110), "Q4_K": (256, 144),
@@ -112,11 +113,24 @@ def run_matvec(ctx) -> list[dict]:
             for T in Ts:
                 x = inferlab.DeviceArray.from_numpy(rng.standard_normal((T, k)).astype(np.float32), "cuda")
                 y = inferlab.DeviceArray.empty((T, n), "float32", "cuda")
-                ms = float(_mm.bench_matmul_ms(x, [w._w for w in ws], y, iters))
                 nbytes = wbytes + T * k * 4 + T * n * 4
                 op = "matvec" if T == 1 else f"decode T={T}"
-                rows.append(ctx.row(SECTION, f"{op} {label}", (n, k), t, ms, nbytes, 2.0 * T * n * k,
-                                    note=f"{copies} weight copies cycled"))
+                # The kernel that matmul picks (auto), then (T <= 2) the other fused kernel for comparison.
+                auto = "fused_splitk" if T <= SPLIT_K_MAX_T and k >= SPLIT_K_MIN_K else "fused_staged"
+                paths = [auto]
+                if T <= SPLIT_K_MAX_T:
+                    paths.append("fused_staged" if auto == "fused_splitk" else "fused_splitk")
+                for path in paths:
+                    ms = float(_mm.bench_matmul_ms(x, [w._w for w in ws], y, iters, path))
+                    kern = path.replace("fused_", "")
+                    name = f"{op} {label}" if path == auto else f"{op} {label} [{kern}, not used]"
+                    rows.append(ctx.row(SECTION, name, (n, k), t, ms, nbytes, 2.0 * T * n * k,
+                                        note=f"{kern} kernel; {copies} weight copies cycled"))
+                if t not in ("F32", "F16", "BF16"):
+                    # opt-in int8 activations (dp4a split-K kernel); the x quantization is inside the kernel
+                    ms = float(_mm.bench_matmul_ms(x, [w._w for w in ws], y, iters, "auto", True))
+                    rows.append(ctx.row(SECTION, f"{op} {label} [int8 x]", (n, k), t, ms, nbytes, 2.0 * T * n * k,
+                                        note=f"int8_activations=True; {copies} weight copies cycled"))
             del ws
             # the copy ceiling at this size (once per distinct byte count)
             if wbytes not in same_size:

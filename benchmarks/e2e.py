@@ -258,14 +258,14 @@ def _median(xs):
     return float(statistics.median(xs)) if xs else None
 
 
-def bench_inferlab(path, device, pp, tg, reps_pp, reps_tg, budget, per_item_s):
+def bench_inferlab(path, device, pp, tg, reps_pp, reps_tg, budget, per_item_s, int8_activations=False):
     """pp/tg tok/s samples for one file through Model.bench (each call warms up first)."""
     import inferlab
 
     out = {}
     t0 = time.perf_counter()
     n_ctx = max(256, pp + tg + 8)
-    m = inferlab.Model(path, device=device, n_ctx=n_ctx, n_seqs=1)
+    m = inferlab.Model(path, device=device, n_ctx=n_ctx, n_seqs=1, int8_activations=int8_activations)
     try:
         out["load_s"] = time.perf_counter() - t0
         try:
@@ -496,6 +496,8 @@ def parse_args(argv=None):
     p.add_argument("--tg", type=int, default=128, help="decode steps (default 128)")
     p.add_argument("--reps", type=int, default=None, help="repetitions per measurement (default 5, quick 3)")
     p.add_argument("--no-hf", action="store_true", help="skip HF transformers")
+    p.add_argument("--int8", action="store_true",
+                   help="also time decode with int8_activations=True (quantized files)")
     p.add_argument("--budget", type=float, default=None,
                    help="seconds for the whole run (default 450, quick 300)")
     p.add_argument("--tmpdir", default=None, help="where to write the GGUF files (default: most suitable)")
@@ -615,6 +617,12 @@ def main(argv=None):
             try:
                 t = time.perf_counter()
                 row["inferlab"] = bench_inferlab(path, device, args.pp, args.tg, reps, reps, budget, per_item_s)
+                if args.int8 and q != "F16" and args.tg:
+                    # decode only, with the opt-in int8 activations (quantized weights)
+                    r8 = bench_inferlab(path, device, 0, args.tg, reps, reps, budget, per_item_s,
+                                        int8_activations=True)
+                    row["inferlab"]["tg_int8_tok_s"] = r8.get("tg_tok_s")
+                    log(f"[{m} {q}] int8 activations: tg{args.tg} {r8.get('tg_tok_s', float('nan')):.1f} tok/s")
                 il = row["inferlab"]
                 log(f"[{m} {q}] inferlab pp {_fmt(il.get('pp_tok_s'))} tok/s, tg {_fmt(il.get('tg_tok_s'), 1)} "
                     f"tok/s ({time.perf_counter() - t:.1f} s)")

@@ -209,6 +209,93 @@ def test_large_activations_do_not_overflow(device, rng, t):
         assert np.isfinite(y).all()
 
 
+QUANT_TYPES = [t for t in ALL_TYPES if t not in ("F32", "F16", "BF16")]
+
+
+def int8_bound(x: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """[T, N]: the largest change int8 activations can make, sum over 16-runs of max|x_run| / 254 * sum |w_run|."""
+    T, K = x.shape
+    amax = np.abs(x.astype(np.float64)).reshape(T, K // 16, 16).max(axis=2)     # [T, K/16]
+    wsum = np.abs(W).reshape(W.shape[0], K // 16, 16).sum(axis=2)               # [N, K/16]
+    return (amax / 254.0) @ wsum.T
+
+
+def int8_x(rng, T: int, k: int) -> np.ndarray:
+    """Activations whose 16-runs differ wildly in scale, with all-zero runs and a few outliers."""
+    x = rng.standard_normal((T, k)).astype(np.float32)
+    scale = rng.choice([0.0, 1e-3, 1.0, 40.0], size=(T, k // 16)).repeat(16, axis=1)
+    x *= scale.astype(np.float32)
+    x[:, rng.integers(0, k, 3)] *= 100.0
+    return x
+
+
+@pytest.mark.parametrize("t", QUANT_TYPES)
+@pytest.mark.parametrize("device", DEVICES)
+def test_int8_activations(device, rng, t):
+    """int8 activations: within the quantization bound of the exact product, and equal (to float32
+    rounding) to the reference applied to the quantized x, on every quantized type, for T from 1 to 32
+    (the fused decode path on CUDA, in chunks of 8). Larger T and float weights ignore the flag."""
+    n, k = 40, 768 if block_size(t) == 256 else 416
+    raw = make_weight(rng, t, n, k)
+    w = QWeight.from_bytes(raw, t, n, k, device=device)
+    W = ref_dequant(raw, t, n, k)
+    for T in (1, 2, 3, 8, 13, 32):
+        x = int8_x(rng, T, k)
+        y = matmul(x, w, int8_activations=True).astype(np.float64)
+        exact = x.astype(np.float64) @ W.T
+        mag = np.abs(x.astype(np.float64)) @ np.abs(W).T
+        f32 = 4.0 * np.sqrt(k) * 2.0 ** -24 * mag + 1e-30
+        bound = int8_bound(x, W)
+        assert np.all(np.abs(y - exact) <= bound + f32), (t, T)
+        assert np.abs(y - exact).max() > 0, "int8 activations changed nothing"
+        xq = R.quantize_x_int8(x)
+        ref = xq @ W.T
+        tol = 4.0 * np.sqrt(k) * 2.0 ** -24 * (np.abs(xq) @ np.abs(W).T) + 1e-30
+        np.testing.assert_array_less(np.abs(y - ref), tol + 1e-30)
+        np.testing.assert_allclose(R.matmul(x, w, int8_activations=True), ref, rtol=0, atol=0)
+    # T > 32: not quantized (prefill path), same as without the flag
+    x = rng.standard_normal((33, k)).astype(np.float32)
+    np.testing.assert_array_equal(matmul(x, w, int8_activations=True), matmul(x, w))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_int8_activations_edge_cases(device, rng):
+    """NaN in a run gives NaN in every output of that row of x (only); float weights ignore the flag;
+    half-precision x is quantized from its float value."""
+    n, k = 24, 512
+    raw = make_weight(rng, "Q4_K", n, k)
+    w = QWeight.from_bytes(raw, "Q4_K", n, k, device=device)
+    x = rng.standard_normal((3, k)).astype(np.float32)
+    x[1, 100] = np.nan
+    y = matmul(x, w, int8_activations=True)
+    assert np.isnan(y[1]).all() and np.isfinite(y[[0, 2]]).all()
+    xh = rng.standard_normal((2, k)).astype(np.float16)
+    np.testing.assert_allclose(matmul(xh, w, int8_activations=True),
+                               matmul(xh.astype(np.float32), w, int8_activations=True), rtol=1e-6, atol=1e-6)
+    rawf = make_weight(rng, "F16", n, k)
+    wf = QWeight.from_bytes(rawf, "F16", n, k, device=device)
+    np.testing.assert_array_equal(matmul(x[[0, 2]], wf, int8_activations=True), matmul(x[[0, 2]], wf))
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("t", ["Q4_K", "Q6_K", "Q8_0", "Q5_0"])
+def test_int8_activations_cuda_matches_cpu_at_real_shapes(rng, t):
+    """The CUDA dp4a kernel and the CPU twin compute the same function (to float32 rounding) at a
+    Llama-3 down-projection width (K = 14336, split over warps)."""
+    n, k = 96, 14336
+    raw = make_weight(rng, t, n, k)
+    wc = QWeight.from_bytes(raw, t, n, k, device="cpu")
+    wg = QWeight.from_bytes(raw, t, n, k, device="cuda")
+    W = ref_dequant(raw, t, n, k)
+    for T in (1, 2, 8):
+        x = int8_x(rng, T, k)
+        xq = R.quantize_x_int8(x)
+        tol = 4.0 * np.sqrt(k) * 2.0 ** -24 * (np.abs(xq) @ np.abs(W).T) + 1e-30
+        yc = matmul(x, wc, int8_activations=True)
+        yg = matmul(x, wg, int8_activations=True)
+        assert np.all(np.abs(yg.astype(np.float64) - yc) <= 2 * tol), (t, T)
+
+
 def test_cpu_threads_cover_all_rows(rng):
     """Enough work to go through the worker pool: N large, T=1 and T=9."""
     t, n, k = "Q4_1", 3000, 576

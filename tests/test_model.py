@@ -193,6 +193,28 @@ def test_quantized_logits_match_reference(model_dir, arch, qtype, rng):
     assert np.mean(np.argmax(got, -1) == np.argmax(ref, -1)) >= 0.9
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_int8_activations_model(model_dir, arch, device, rng):
+    """int8_activations=True: logits stay close to the reference (the quantization error of x is small
+    against the logit scale) and differ from the float32-activation run (the option is really applied: a
+    29-token prompt is one chunk of at most 32 rows); greedy decode (CUDA graph on CUDA) runs with it."""
+    path = tiny(model_dir, arch, "Q4_K_M")
+    kv = kv_dtype_for(device)
+    ids = rand_ids(rng, 29, 320)
+    ref = reference.forward(path, ids)["logits"]
+    with inferlab.Model(path, device=device, n_ctx=64, kv_dtype=kv) as m:
+        base = m.logits(ids)
+        base_tokens = m.generate_tokens(ids[:5], max_tokens=6, stop_at_eos=False)
+    with inferlab.Model(path, device=device, n_ctx=64, kv_dtype=kv, int8_activations=True) as m:
+        got = m.logits(ids)
+        tokens = m.generate_tokens(ids[:5], max_tokens=6, stop_at_eos=False)
+    scale = np.abs(ref).max()
+    assert np.abs(got - ref).max() <= 3e-2 * scale
+    assert np.mean(np.argmax(got, -1) == np.argmax(ref, -1)) >= 0.85
+    assert np.abs(got - base).max() > 0, "int8_activations changed nothing"
+    assert len(tokens) == len(base_tokens) == 6
+
+
 def test_float16_kv_on_cpu(model_dir, rng):
     path = tiny(model_dir, "qwen2")
     ids = rand_ids(rng, 40, 320)

@@ -102,12 +102,12 @@ void bind_matmul(py::module_& m) {
 
   mm.def(
       "matmul",
-      [](const Tensor& x, const QWeight& w, Tensor& y, std::optional<Tensor> bias) {
+      [](const Tensor& x, const QWeight& w, Tensor& y, std::optional<Tensor> bias, bool int8_activations) {
         py::gil_scoped_release release;
-        ops::matmul(x, w, y, bias ? *bias : Tensor());
+        ops::matmul(x, w, y, bias ? *bias : Tensor(), int8_activations);
       },
-      py::arg("x"), py::arg("w"), py::arg("y"), py::arg("bias") = py::none(),
-      "y[T, N] = x[T, K] . W[N, K]^T (+ bias[N]); writes y.");
+      py::arg("x"), py::arg("w"), py::arg("y"), py::arg("bias") = py::none(), py::arg("int8_activations") = false,
+      "y[T, N] = x[T, K] . W[N, K]^T (+ bias[N]); writes y. int8_activations: see inferlab.kernels.matmul.");
   mm.def(
       "dequantize_to",
       [](const QWeight& w, Tensor& out) {
@@ -117,31 +117,38 @@ void bind_matmul(py::module_& m) {
       py::arg("w"), py::arg("out"), "Writes W into out [n, k] (float32 or float16) on the weight's device.");
   mm.def(
       "bench_matmul_ms",
-      [](const Tensor& x, const std::vector<const QWeight*>& ws, Tensor& y, int iters, const std::string& path) -> double {
+      [](const Tensor& x, const std::vector<const QWeight*>& ws, Tensor& y, int iters, const std::string& path,
+         bool int8_activations) -> double {
 #ifdef INFERLAB_WITH_CUDA
         require_cuda("bench_matmul_ms");
         IL_CHECK_ARG(!ws.empty(), "no weights");
         std::vector<cuda::MatmulParams> calls;
         for (const QWeight* w : ws) {
-          ops::matmul(x, *w, y);  // validates (and runs once)
+          ops::matmul(x, *w, y, Tensor(), int8_activations);  // validates (and runs once)
           cuda::MatmulParams p;
           p.x = x.data(); p.x_dtype = x.dtype(); p.y = y.data(); p.y_dtype = y.dtype(); p.w = w; p.t = x.size(0);
+          p.x_int8 = int8_activations;
           if (path == "fused") p.path = cuda::MatmulPath::Fused;
+          else if (path == "fused_staged") p.path = cuda::MatmulPath::FusedStaged;
+          else if (path == "fused_splitk") p.path = cuda::MatmulPath::FusedSplitK;
           else if (path == "cublas") p.path = cuda::MatmulPath::Cublas;
-          else IL_CHECK_ARG(path == "auto", "path must be 'auto', 'fused' or 'cublas', got '", path, "'");
+          else IL_CHECK_ARG(path == "auto", "path must be 'auto', 'fused', 'fused_staged', 'fused_splitk' or 'cublas', got '",
+                             path, "'");
           calls.push_back(p);
         }
         py::gil_scoped_release release;
         return cuda::bench_matmul_ms(calls.data(), (int)calls.size(), iters);
 #else
-        (void)x; (void)ws; (void)y; (void)iters; (void)path;
+        (void)x; (void)ws; (void)y; (void)iters; (void)path; (void)int8_activations;
         require_cuda("bench_matmul_ms");
         return 0.0;
 #endif
       },
       py::arg("x"), py::arg("weights"), py::arg("y"), py::arg("iters") = 50, py::arg("path") = "auto",
+      py::arg("int8_activations") = false,
       "ms per matmul(x, w, y) on CUDA, cycling through `weights`, timed as a CUDA graph replay. path: 'auto', "
-      "'fused' (the decode kernel, in chunks of 8 rows) or 'cublas' (dequantize to fp16 + cuBLAS).");
+      "'fused' (the decode kernels, in chunks of 8 rows), 'fused_staged' / 'fused_splitk' (one of the two decode "
+      "kernels) or 'cublas' (dequantize to fp16 + cuBLAS).");
   mm.def(
       "bench_copy_ms",
       [](const std::vector<Tensor>& dsts, const std::vector<Tensor>& srcs, int iters) -> double {

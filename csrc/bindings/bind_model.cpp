@@ -121,7 +121,8 @@ void bind_model(py::module_& root) {
 
   py::class_<ModelHandle>(m, "Model")
       .def(py::init([](const std::string& path, const std::string& device, int n_ctx, int n_seqs, int n_batch,
-                       const std::string& kv_dtype, bool progress, bool cuda_graphs, int fuse_weights) {
+                       const std::string& kv_dtype, bool progress, bool cuda_graphs, int fuse_weights,
+                       bool int8_activations) {
              ModelOptions o;
              o.device = device_from_name(device);
              o.n_ctx = n_ctx;
@@ -131,6 +132,7 @@ void bind_model(py::module_& root) {
              o.progress = progress;
              o.cuda_graphs = cuda_graphs;
              o.fuse_weights = fuse_weights;
+             o.int8_activations = int8_activations;
              auto h = std::make_unique<ModelHandle>();
              {
                py::gil_scoped_release r;
@@ -140,7 +142,7 @@ void bind_model(py::module_& root) {
            }),
            py::arg("path"), py::arg("device") = "cpu", py::arg("n_ctx") = 4096, py::arg("n_seqs") = 1,
            py::arg("n_batch") = 512, py::arg("kv_dtype") = "float16", py::arg("progress") = false,
-           py::arg("cuda_graphs") = true, py::arg("fuse_weights") = -1)
+           py::arg("cuda_graphs") = true, py::arg("fuse_weights") = -1, py::arg("int8_activations") = false)
       .def("close", [](ModelHandle& h) {
         py::gil_scoped_release r;
         h.m.reset();

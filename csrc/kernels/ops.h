@@ -77,8 +77,11 @@ void sample(const Tensor& logits, const SamplingParams& p, const Tensor& prev_to
 // ============================ Kernel library II ============================
 
 // y[T, N] = x[T, K] . W[N, K]^T (+ bias[N] when defined). x float, y F32 or F16, bias F32.
-// Accumulates in float32.
-void matmul(const Tensor& x, const QWeight& w, Tensor& y, const Tensor& bias = Tensor());
+// Accumulates in float32. int8_activations (opt-in, quantized W, T <= cpu::kInt8MaxT): x is quantized to
+// int8 per 16-element run (scale max|x| / 127) before the product, as llama.cpp's int8 paths do; on CUDA
+// the fused decode kernel then multiplies with dp4a. Error per run <= (max|x| / 254) * sum |w|.
+void matmul(const Tensor& x, const QWeight& w, Tensor& y, const Tensor& bias = Tensor(),
+            bool int8_activations = false);
 
 // ---- attention (kernels/ops_attention.cpp, cpu/attention.cpp, cuda/attention_{prefill,decode}.cu) ----
 // Shapes: Hq % Hkv == 0 (query head h reads kv-head h / (Hq / Hkv)); D (head_dim) in {64, 80, 96, 128}.

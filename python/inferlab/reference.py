@@ -247,18 +247,49 @@ def dequantize_weight(w):
     return _f64(gq.dequantize(raw, qtype)).reshape(n, k)
 
 
-def matmul(x, w, bias=None, out_dtype="float32"):
+def quantize_x_int8(x):
+    """x [T, K] (K % 16 == 0) after int8 quantization per 16-element run, as float64 (``d * q``).
+
+    d = max|x_run| / 127 (float32) and q = round(x * (127 / max|x_run|)) (half to even), rounding the exact
+    product once as the kernels' fused multiply-add does (the float32 factors multiply exactly in float64);
+    a run holding NaN becomes NaN.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    runs = x.reshape(x.shape[:-1] + (x.shape[-1] // 16, 16))             # [..., K/16, 16]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        amax = np.abs(runs).max(axis=-1, keepdims=True)                  # [..., K/16, 1] (NaN if any NaN)
+        inv = np.where(amax > 0, np.float32(127) / amax, np.float32(0)).astype(np.float32)
+        d = (amax * np.float32(1.0 / 127.0)).astype(np.float32)
+        q = np.rint(runs.astype(np.float64) * inv)                       # integers in [-127, 127]
+        out = (d * q).astype(np.float64)
+    out = np.where(np.isnan(amax), np.nan, out)
+    return out.reshape(x.shape)
+
+
+def matmul(x, w, bias=None, out_dtype="float32", int8_activations=False):
     """y[T, N] = x[T, K] @ W[N, K]^T (+ bias[N]), in float64.
 
     x: [T, K] or [K]; w: a QWeight or a dequantized array [N, K]; bias: [N] or None. ``out_dtype`` is
     accepted for signature parity with the kernel and ignored (the reference is float64).
+    ``int8_activations``: x goes through :func:`quantize_x_int8` first when w is a quantized QWeight and
+    T <= 32 (the rule of the kernel).
     """
+    if int8_activations and _is_quantized_qweight(w):
+        x2 = np.asarray(_f64(x))
+        if x2.ndim == 1 or x2.shape[0] <= 32:
+            x = quantize_x_int8(x2.reshape(-1, x2.shape[-1])).reshape(x2.shape)
     x = _f64(x)                    # [T, K] or [K]
     W = dequantize_weight(w)       # [N, K]
     y = x @ W.T                    # [T, N] or [N]
     if bias is not None:
         y = y + _f64(bias)         # broadcast over T
     return y
+
+
+def _is_quantized_qweight(w) -> bool:
+    """True for a QWeight of a block-quantized type (not F32 / F16 / BF16, not a plain array)."""
+    t = getattr(w, "type", None)
+    return isinstance(t, str) and t.upper() not in ("F32", "F16", "BF16")
 
 
 # ---- end of matmul section ----

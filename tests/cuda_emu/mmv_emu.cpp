@@ -21,6 +21,7 @@
 
 #include "core/half.h"
 #include "gguf/dequant.h"
+#include "kernels/int8_activations.h"
 #include "kernels/cuda/matmul_kernels.cuh"
 #include "kernels/qweight_layout.h"
 
@@ -241,6 +242,200 @@ static void check_type(std::mt19937& g) {
   std::printf("ok %s\n", name);
 }
 
+// The split-K decode kernel (mmvk_kernel): blocks of kMmvkRows rows, W warps taking every W-th warp
+// step, lanes summed like the warp reduction and warps like the shared-memory reduction. x is read from
+// the [T, K] array directly, in every x dtype.
+template <GGMLType TY>
+static void check_split_k(std::mt19937& g) {
+  using Q = QT<TY>;
+  const char* name = ggml_type_traits((int32_t)TY)->name;
+  const int64_t bs = ggml_type_traits((int32_t)TY)->block_size;
+  struct Shape { int64_t n, k; };
+  std::vector<Shape> shapes = {{5, 512}, {3, 3072}, {4, 2304}};
+  if (bs == 32) shapes.push_back({3, 96});
+  if (Q::IS_FLOAT) shapes.push_back({3, 80});
+  for (Shape sh : shapes) {
+    const int64_t n = sh.n, k = sh.k;
+    std::vector<uint8_t> raw = random_weight(TY, n, k, g);
+    std::vector<float> ref((size_t)(n * k));
+    const int64_t rb = ggml_row_size(TY, k);
+    for (int64_t r = 0; r < n; ++r) dequantize_row(TY, raw.data() + r * rb, ref.data() + r * k, k);
+    std::vector<uint8_t> split;
+    QView v;
+    v.n = n;
+    v.k = k;
+    if (Q::IS_FLOAT) {
+      v.pay = raw.data();
+      v.nb = k / 16;
+    } else {
+      split.resize((size_t)split_total_bytes(TY, n, k));
+      split_from_gguf(TY, n, k, raw.data(), split.data());
+      v.pay = split.data();
+      v.side = split.data() + split_side_offset(TY, n, k);
+      v.nb = k / bs;
+    }
+    constexpr int BPS = 32 / Q::LPB;
+    const int64_t nsteps = (v.nb + BPS - 1) / BPS;
+    const int W = (int)std::max<int64_t>(1, std::min<int64_t>(kMmvkMaxWarps, nsteps));
+    for (int T : {1, 2}) {
+      for (int xk : {kXF32, kXF16, kXBF16}) {
+        std::normal_distribution<float> nd(0.f, 1.f);
+        std::vector<float> x((size_t)(T * k));
+        std::vector<uint16_t> x16((size_t)(T * k));
+        for (size_t i = 0; i < x.size(); ++i) {
+          const float f = nd(g);
+          if (xk == kXF16) { x16[i] = f32_to_fp16(f); x[i] = fp16_to_f32(x16[i]); }
+          else if (xk == kXBF16) { x16[i] = f32_to_bf16(f); x[i] = bf16_to_f32(x16[i]); }
+          else x[i] = f;
+        }
+        MmvArgs a;
+        a.w = v;
+        a.x = xk == kXF32 ? static_cast<const void*>(x.data()) : static_cast<const void*>(x16.data());
+        a.x_kind = xk;
+        a.x_vec = true;
+        a.t = T;
+        for (int64_t row0 = 0; row0 < n; row0 += kMmvkRows) {
+          int64_t rows[kMmvkRows];
+          for (int r = 0; r < kMmvkRows; ++r) rows[r] = imin64(row0 + r, n - 1);
+          double y[kMmvkRows][8] = {};
+          for (int w = 0; w < W; ++w)
+            for (int l = 0; l < 32; ++l) {
+              float acc[kMmvkRows][2] = {};
+              for (int64_t s = w; s < nsteps; s += W) {
+                typename Q::Regs regs[kMmvkRows];
+                mmvk_load_step<TY, kMmvkRows>(regs, a, rows, s, l);
+                mmvk_compute_step<TY, 2, kMmvkRows>(regs, a, l, s, T, acc);
+              }
+              for (int r = 0; r < kMmvkRows; ++r)
+                for (int t = 0; t < T; ++t) y[r][t] += acc[r][t];
+            }
+          for (int r = 0; r < kMmvkRows && row0 + r < n; ++r)
+            for (int t = 0; t < T; ++t) {
+              double want = 0, mag = 0;
+              for (int64_t i = 0; i < k; ++i) {
+                want += (double)x[t * k + i] * ref[(row0 + r) * k + i];
+                mag += std::fabs((double)x[t * k + i] * ref[(row0 + r) * k + i]);
+              }
+              if (!(std::fabs(y[r][t] - want) <= 1e-5 * mag + 1e-6)) {
+                FAIL("%s split-k n=%lld k=%lld T=%d x_kind=%d row %lld t %d: got %g want %g", name, (long long)n,
+                     (long long)k, T, xk, (long long)(row0 + r), t, y[r][t], want);
+                return;
+              }
+            }
+        }
+      }
+    }
+  }
+  std::printf("ok %s split-k\n", name);
+}
+
+// The int8-activation split-K kernel (mmvk_kernel<..., I8 = true>): against a float64 dot with the exact x,
+// within the quantization bound sum over runs of (max|x_run| / 254) * sum |w_run| (+ float32 rounding);
+// and against the CPU twin's fake-quantized x (quantize_x_int8_runs), which it must match to float32
+// rounding. NaN in x must give NaN.
+template <GGMLType TY>
+static void check_split_k_int8(std::mt19937& g) {
+  using Q = QT<TY>;
+  const char* name = ggml_type_traits((int32_t)TY)->name;
+  const int64_t bs = ggml_type_traits((int32_t)TY)->block_size;
+  constexpr int R = kMmvkRowsI8;
+  struct Shape { int64_t n, k; };
+  std::vector<Shape> shapes = {{5, 512}, {9, 3072}, {4, 2304}};
+  if (bs == 32) shapes.push_back({3, 96});
+  for (Shape sh : shapes) {
+    const int64_t n = sh.n, k = sh.k;
+    std::vector<uint8_t> raw = random_weight(TY, n, k, g);
+    std::vector<float> ref((size_t)(n * k));
+    const int64_t rb = ggml_row_size(TY, k);
+    for (int64_t r = 0; r < n; ++r) dequantize_row(TY, raw.data() + r * rb, ref.data() + r * k, k);
+    std::vector<uint8_t> split((size_t)split_total_bytes(TY, n, k));
+    split_from_gguf(TY, n, k, raw.data(), split.data());
+    QView v;
+    v.n = n;
+    v.k = k;
+    v.pay = split.data();
+    v.side = split.data() + split_side_offset(TY, n, k);
+    v.nb = k / bs;
+    constexpr int BPS = 32 / Q::LPB;
+    const int64_t nsteps = (v.nb + BPS - 1) / BPS;
+    const int W = (int)std::max<int64_t>(1, std::min<int64_t>(kMmvkMaxWarps, nsteps));
+    for (int T : {1, 2, 3, 8}) {
+      for (int case_ : {0, 1, 2}) {  // 0: N(0,1); 1: runs of very different scale, zero runs; 2: a NaN
+        std::normal_distribution<float> nd(0.f, 1.f);
+        std::vector<float> x((size_t)(T * k));
+        for (size_t i = 0; i < x.size(); ++i) {
+          x[i] = nd(g);
+          if (case_ == 1) {
+            const size_t run = i / 16;
+            x[i] *= run % 3 == 0 ? 0.f : run % 3 == 1 ? 1e-3f : 50.f;
+          }
+        }
+        const int64_t nan_at = case_ == 2 ? (int64_t)(g() % x.size()) : -1;
+        if (nan_at >= 0) x[nan_at] = NAN;
+        std::vector<float> xq = x;
+        cpu::quantize_x_int8_runs(xq.data(), T, k);
+        MmvArgs a;
+        a.w = v;
+        a.x = x.data();
+        a.x_kind = kXF32;
+        a.x_vec = true;
+        a.t = T;
+        for (int64_t row0 = 0; row0 < n; row0 += R) {
+          int64_t rows[R];
+          for (int r = 0; r < R; ++r) rows[r] = imin64(row0 + r, n - 1);
+          double y[R][8] = {};
+          for (int w = 0; w < W; ++w)
+            for (int l = 0; l < 32; ++l) {
+              float acc[R][8] = {};
+              for (int64_t s = w; s < nsteps; s += W) {
+                typename Q::Regs regs[R];
+                mmvk_load_step<TY, R>(regs, a, rows, s, l);
+                mmvk_compute_step_i8<TY, 8, R>(regs, a, l, s, T, acc);
+              }
+              for (int r = 0; r < R; ++r)
+                for (int t = 0; t < T; ++t) y[r][t] += acc[r][t];
+            }
+          for (int r = 0; r < R && row0 + r < n; ++r)
+            for (int t = 0; t < T; ++t) {
+              const int64_t row = row0 + r;
+              double want = 0, wantq = 0, mag = 0, bound = 0;
+              bool has_nan = false;
+              for (int64_t i = 0; i < k; ++i) {
+                const double wi = ref[row * k + i], xi = x[t * k + i];
+                has_nan |= std::isnan(xi);
+                if (std::isnan(xi)) continue;
+                want += xi * wi;
+                wantq += (double)xq[t * k + i] * wi;
+                mag += std::fabs(xi * wi);
+              }
+              for (int64_t r16 = 0; r16 < k / 16; ++r16) {
+                double amax = 0, wsum = 0;
+                for (int e = 0; e < 16; ++e) {
+                  const double xi = x[t * k + 16 * r16 + e];
+                  if (!std::isnan(xi)) amax = std::max(amax, std::fabs(xi));
+                  wsum += std::fabs(ref[row * k + 16 * r16 + e]);
+                }
+                bound += amax / 254.0 * (1 + 1e-5) * wsum;
+              }
+              const double got = y[r][t];
+              if (has_nan) {
+                if (!std::isnan(got)) FAIL("%s int8 n=%lld k=%lld T=%d: NaN in x gave %g", name, (long long)n, (long long)k, T, got);
+                continue;
+              }
+              const double ftol = 1e-5 * (mag + bound) + 1e-6;
+              if (!(std::fabs(got - want) <= bound + ftol) || !(std::fabs(got - wantq) <= 1e-4 * (mag + bound) + 1e-5)) {
+                FAIL("%s int8 n=%lld k=%lld T=%d case %d row %lld t %d: got %.9g want %.9g (bound %.3g) cpu-twin %.9g",
+                     name, (long long)n, (long long)k, T, case_, (long long)row, t, got, want, bound, wantq);
+                return;
+              }
+            }
+        }
+      }
+    }
+  }
+  std::printf("ok %s split-k int8\n", name);
+}
+
 int main() {
   std::mt19937 g(12345);
   check_type<GGMLType::F32>(g);
@@ -256,6 +451,29 @@ int main() {
   check_type<GGMLType::Q4_K>(g);
   check_type<GGMLType::Q5_K>(g);
   check_type<GGMLType::Q6_K>(g);
+  check_split_k<GGMLType::F32>(g);
+  check_split_k<GGMLType::F16>(g);
+  check_split_k<GGMLType::BF16>(g);
+  check_split_k<GGMLType::Q4_0>(g);
+  check_split_k<GGMLType::Q4_1>(g);
+  check_split_k<GGMLType::Q5_0>(g);
+  check_split_k<GGMLType::Q5_1>(g);
+  check_split_k<GGMLType::Q8_0>(g);
+  check_split_k<GGMLType::Q2_K>(g);
+  check_split_k<GGMLType::Q3_K>(g);
+  check_split_k<GGMLType::Q4_K>(g);
+  check_split_k<GGMLType::Q5_K>(g);
+  check_split_k<GGMLType::Q6_K>(g);
+  check_split_k_int8<GGMLType::Q4_0>(g);
+  check_split_k_int8<GGMLType::Q4_1>(g);
+  check_split_k_int8<GGMLType::Q5_0>(g);
+  check_split_k_int8<GGMLType::Q5_1>(g);
+  check_split_k_int8<GGMLType::Q8_0>(g);
+  check_split_k_int8<GGMLType::Q2_K>(g);
+  check_split_k_int8<GGMLType::Q3_K>(g);
+  check_split_k_int8<GGMLType::Q4_K>(g);
+  check_split_k_int8<GGMLType::Q5_K>(g);
+  check_split_k_int8<GGMLType::Q6_K>(g);
   if (g_fail) {
     std::printf("%d failures\n", g_fail);
     return 1;

@@ -2,10 +2,12 @@
 // buffer and dotted with every row of x by small register-blocked SIMD kernels. Work is spread over a
 // persistent worker pool by tiles of output rows.
 #include "kernels/cpu/matmul.h"
+#include "kernels/int8_activations.h"
 
 #include <pthread.h>
 
 #include <algorithm>
+#include <cmath>
 #include <atomic>
 #include <condition_variable>
 #include <cstdlib>
@@ -488,10 +490,16 @@ void tile_fn(int64_t tile, void* ctx) {
 
 void matmul(const MatmulParams& p) {
   if (p.t == 0 || p.n == 0) return;
+  const bool int8_x = p.x_int8 && p.t <= kInt8MaxT && p.type != GGMLType::F32 && p.type != GGMLType::F16 &&
+                      p.type != GGMLType::BF16;
   // x as float32.
   std::vector<float> xf;
   const float* x = static_cast<const float*>(p.x);
-  if (p.x_dtype != DType::F32) {
+  if (int8_x && p.x_dtype == DType::F32) {
+    xf.assign(x, x + p.t * p.k);
+    quantize_x_int8_runs(xf.data(), p.t, p.k);
+    x = xf.data();
+  } else if (p.x_dtype != DType::F32) {
     const int64_t cnt = p.t * p.k;
     xf.resize((size_t)cnt);
     const uint16_t* src = static_cast<const uint16_t*>(p.x);
@@ -501,6 +509,7 @@ void matmul(const MatmulParams& p) {
       for (int64_t i = 0; i < cnt; ++i) xf[i] = bf16_to_f32(src[i]);
     else
       throw ValueError(str_cat("x has dtype ", dtype_name(p.x_dtype), "; expected float32, float16 or bfloat16"));
+    if (int8_x) quantize_x_int8_runs(xf.data(), p.t, p.k);
     x = xf.data();
   }
   Job job;

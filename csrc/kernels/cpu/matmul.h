@@ -17,7 +17,14 @@ struct MatmulParams {
   const uint8_t* w = nullptr;   // [n, k] GGUF blocks, row-major (n * ggml_row_size(type, k) bytes)
   GGMLType type = GGMLType::F32;
   int64_t n = 0, k = 0, t = 0;
+  bool x_int8 = false;          // quantized W and t <= kInt8MaxT: x fake-quantized to int8 per 16-element
+                                // run first (quantize_x_int8_runs), as the CUDA int8-activation kernel does
 };
+
+// int8 activations apply to quantized weights for t up to this (the CUDA fused decode path; larger t runs
+// fp16 tensor cores there, float32 here).
+constexpr int64_t kInt8MaxT = 32;
+
 
 // Multi-threaded over output rows (INFERLAB_NUM_THREADS, default std::thread::hardware_concurrency()).
 // Each weight row is dequantized once to float32 (dequantize_row) and dotted with every row of x;

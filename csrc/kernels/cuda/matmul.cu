@@ -93,6 +93,79 @@ __global__ void __launch_bounds__(kMmvThreads) mmv_kernel(const MmvArgs a) {
   }
 }
 
+// Split-K decode (see matmul_kernels.cuh). Grid: ceil(n / kMmvkRows) blocks of 32 * W threads, W <=
+// kMmvkMaxWarps; no dynamic shared memory.
+// I8: int8 activations (mmvk_compute_step_i8), with its own rows per block and buffer count.
+template <GGMLType TY, int TMAX, bool I8>
+__global__ void __launch_bounds__(kMmvkMaxWarps * 32) mmvk_kernel(const MmvArgs a) {
+  using Q = QT<TY>;
+  constexpr int R = I8 ? kMmvkRowsI8 : kMmvkRows, NB = I8 ? kMmvkBufsI8 : kMmvkBufs;
+  constexpr int BPS = 32 / Q::LPB;
+  __shared__ float red[kMmvkMaxWarps][R][TMAX];
+
+  const int T = TMAX == 1 ? 1 : a.t;
+  const int lane = threadIdx.x & 31;
+  const int warp = threadIdx.x >> 5;
+  const int W = blockDim.x >> 5;
+  const int64_t N = a.w.n;
+  const int64_t row0 = (int64_t)blockIdx.x * R;
+  int64_t rows[R];
+#pragma unroll
+  for (int r = 0; r < R; ++r) rows[r] = imin64(row0 + r, N - 1);  // loads clamp; stores check
+
+  float acc[R][TMAX];
+#pragma unroll
+  for (int r = 0; r < R; ++r)
+#pragma unroll
+    for (int t = 0; t < TMAX; ++t) acc[r][t] = 0.f;
+
+  const int64_t nsteps = (a.w.nb + BPS - 1) / BPS;
+  typename Q::Regs buf[NB][R];
+#pragma unroll
+  for (int d = 0; d < NB - 1; ++d) {
+    const int64_t s = warp + (int64_t)d * W;
+    if (s < nsteps) mmvk_load_step<TY, R>(buf[d], a, rows, s, lane);
+  }
+  for (int64_t s0 = warp; s0 < nsteps; s0 += (int64_t)NB * W) {
+#pragma unroll
+    for (int d = 0; d < NB; ++d) {
+      const int64_t s = s0 + (int64_t)d * W;
+      if (s >= nsteps) break;  // uniform over the warp
+      const int64_t sn = s + (int64_t)(NB - 1) * W;
+      if (sn < nsteps) mmvk_load_step<TY, R>(buf[(d + NB - 1) % NB], a, rows, sn, lane);
+      if constexpr (I8)
+        mmvk_compute_step_i8<TY, TMAX, R>(buf[d], a, lane, s, T, acc);
+      else
+        mmvk_compute_step<TY, TMAX, R>(buf[d], a, lane, s, T, acc);
+    }
+  }
+
+  // Reduce over the warp, then over the W warps.
+#pragma unroll
+  for (int r = 0; r < R; ++r)
+#pragma unroll
+    for (int t = 0; t < TMAX; ++t) {
+      float v = acc[r][t];
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+      if (lane == 0) red[warp][r][t] = v;
+    }
+  __syncthreads();
+  if (threadIdx.x < R * TMAX) {
+    const int r = threadIdx.x / TMAX, t = threadIdx.x % TMAX;
+    const int64_t row = row0 + r;
+    if (t < T && row < N) {
+      float v = 0.f;
+      for (int w = 0; w < W; ++w) v += red[w][r][t];
+      if (a.bias) v += __ldg(a.bias + row);
+      if (a.y_f16)
+        static_cast<__half*>(a.y)[(int64_t)t * N + row] = __float2half_rn(v);
+      else
+        static_cast<float*>(a.y)[(int64_t)t * N + row] = v;
+    }
+  }
+}
+
 int sm_count() {
   static const int n = [] {
     int dev = 0, v = 0;
@@ -130,7 +203,27 @@ void launch_mmv(MmvArgs a, cudaStream_t stream) {
   IL_CUDA_CHECK_LAUNCH();
 }
 
+template <GGMLType TY, int TMAX, bool I8>
+void launch_mmvk(const MmvArgs& a, cudaStream_t stream) {
+  constexpr int BPS = 32 / QT<TY>::LPB;
+  constexpr int R = I8 ? kMmvkRowsI8 : kMmvkRows;
+  const int64_t nsteps = (a.w.nb + BPS - 1) / BPS;
+  const int warps = (int)std::max<int64_t>(1, std::min<int64_t>(kMmvkMaxWarps, nsteps));
+  const int64_t grid = (a.w.n + R - 1) / R;
+  IL_CHECK_ARG(grid <= INT_MAX, "matmul: too many rows (", a.w.n, ")");
+  mmvk_kernel<TY, TMAX, I8><<<(unsigned)grid, warps * 32, 0, stream>>>(a);
+  IL_CUDA_CHECK_LAUNCH();
+}
+
 int x_kind_of(DType d) { return d == DType::F32 ? kXF32 : d == DType::F16 ? kXF16 : kXBF16; }
+
+// Which fused kernel: split-K for small T (its x reads come from L1 and grow with T), the staged kernel
+// (x in shared memory, reused by 16 rows) above. Chosen by benchmarks/_bench_matmul.py on an H200.
+// Measured (H200, Q4_K / Q6_K / Q8_0 / F16, K = 3072 / 4096 / 14336): split-K is 1.4-2x faster at
+// K = 14336 for T <= 2, and 0-25% slower at K <= 4096 (each warp then gets a single step).
+bool is_float_type(GGMLType t) { return t == GGMLType::F32 || t == GGMLType::F16 || t == GGMLType::BF16; }
+
+bool use_split_k(int64_t k, int64_t t) { return t <= kSplitKMaxT && k >= kSplitKMinK; }
 
 void decode(const MatmulParams& p, cudaStream_t stream) {
   MmvArgs a;
@@ -144,9 +237,30 @@ void decode(const MatmulParams& p, cudaStream_t stream) {
   a.t = (int)p.t;
   a.kc = 0;
   a.spc = 1;
+  // int8 activations: asked for, quantized weights only (float weights keep the float32 kernels).
+  const bool int8_x = p.x_int8 && !is_float_type(p.w->type);
+  const bool split_k = p.path == MatmulPath::FusedSplitK ||
+                       (p.path != MatmulPath::FusedStaged && use_split_k(p.w->k, p.t));
   dispatch_qtype(p.w->type, [&](auto tag) {
     constexpr GGMLType TY = decltype(tag)::value;
-    if (p.t == 1)
+    if (int8_x) {
+      if constexpr (!QT<TY>::IS_FLOAT) {
+        if (p.t == 1)
+          launch_mmvk<TY, 1, true>(a, stream);
+        else if (p.t == 2)
+          launch_mmvk<TY, 2, true>(a, stream);
+        else if (p.t <= 4)
+          launch_mmvk<TY, 4, true>(a, stream);
+        else
+          launch_mmvk<TY, 8, true>(a, stream);
+      }
+    } else if (split_k) {
+      IL_CHECK_ARG(p.t <= kSplitKMaxT, "matmul: the split-K decode kernel takes at most ", kSplitKMaxT, " rows of x");
+      if (p.t == 1)
+        launch_mmvk<TY, 1, false>(a, stream);
+      else
+        launch_mmvk<TY, 2, false>(a, stream);
+    } else if (p.t == 1)
       launch_mmv<TY, 1>(a, stream);
     else if (p.t == 2)
       launch_mmv<TY, 2>(a, stream);
@@ -507,6 +621,8 @@ void matmul(const MatmulParams& p, cudaStream_t stream) {
   bool fused;
   switch (p.path) {
     case MatmulPath::Fused:
+    case MatmulPath::FusedStaged:
+    case MatmulPath::FusedSplitK:
       IL_CHECK_ARG(fused_ok, "matmul: the fused kernel needs float weights with k % 16 == 0, 16-byte aligned");
       fused = true;
       break;

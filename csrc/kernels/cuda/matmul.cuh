@@ -1,11 +1,15 @@
 // CUDA matmul on GGUF weights: y[T, N] = x[T, K] . W[N, K]^T (+ bias[N]).
 // Host-includable (no CUDA headers). Kernels in matmul.cu; block decoding in dequant.cuh.
 //
-// Decode (T <= kDecodeMaxT; quantized W: T <= kChunkedDecodeMaxT, in chunks of 8 rows): one fused dequantize-and-multiply kernel that streams W once. Each block of
-//   8 warps owns 16 rows (2 per warp); x (converted to float32) and its 16-element partial sums are staged
-//   in shared memory (in chunks of K when T*K is large); every lane decodes 16-byte pieces of W with 16-byte
-//   loads and accumulates in float32; warp-shuffle reduction; bias added in the epilogue. Activations are
-//   NOT quantized: they stay float32 all the way. No allocation (CUDA-graph safe).
+// Decode (T <= kDecodeMaxT; quantized W: T <= kChunkedDecodeMaxT, in chunks of 8 rows): a fused
+//   dequantize-and-multiply kernel that streams W once, in one of two forms:
+//   staged:  each block of 8 warps owns 16 rows (2 per warp); x (converted to float32) and its 16-element
+//            partial sums are staged in shared memory (in chunks of K when T*K is large);
+//   split-K: (T <= kSplitKMaxT, K >= kSplitKMinK) each block owns 2 rows and its warps split K; x is read
+//            from global memory (L1 / L2); partial sums meet in shared memory.
+//   In both, every lane decodes 16-byte pieces of W with 16-byte loads and accumulates in float32;
+//   warp-shuffle reduction; bias added in the epilogue. Activations are NOT quantized: they stay float32
+//   all the way. No allocation (CUDA-graph safe).
 // Prefill (T > kDecodeMaxT): tensor cores through cuBLAS (fp32 accumulation).
 //   F16 W:  W as is; x converted to fp16 (see below) unless already fp16.
 //   BF16 W: W as is; x converted to bf16 unless already bf16.
@@ -31,7 +35,14 @@ constexpr int64_t kDecodeMaxT = 8;
 // weight). Float weights use cuBLAS above kDecodeMaxT. Tune with benchmarks/_bench_matmul.py.
 constexpr int64_t kChunkedDecodeMaxT = 32;
 
-enum class MatmulPath : int32_t { Auto = 0, Fused = 1, Cublas = 2 };
+// Decode with T <= kSplitKMaxT and K >= kSplitKMinK uses the split-K fused kernel, otherwise the staged
+// one (see matmul.cu use_split_k).
+constexpr int64_t kSplitKMaxT = 2;
+constexpr int64_t kSplitKMinK = 8192;
+
+// Auto: chosen by T and type. Fused: the fused kernels (split-K or staged, by T). FusedStaged /
+// FusedSplitK force one of them (benchmarks). Cublas: dequantize to fp16 + cuBLAS.
+enum class MatmulPath : int32_t { Auto = 0, Fused = 1, Cublas = 2, FusedStaged = 3, FusedSplitK = 4 };
 
 struct MatmulParams {
   const void* x = nullptr;     // [t, w->k] row-major, F32 / F16 / BF16
@@ -42,6 +53,8 @@ struct MatmulParams {
   const QWeight* w = nullptr;  // on CUDA: float types in layout 0, quantized types in layout 1 (split)
   int64_t t = 0;               // rows of x and y
   MatmulPath path = MatmulPath::Auto;  // benchmarks force a path; Fused needs float weights with k % 16 == 0
+  bool x_int8 = false;         // decode with quantized W: x quantized to int8 per 16-element run (dp4a);
+                               // see matmul_kernels.cuh. Ignored for float W and for the cuBLAS path.
 };
 
 // Validated by ops::matmul; enqueues on `stream`.

@@ -240,5 +240,212 @@ IL_HD void mmv_compute_step(const typename QT<TY>::Regs (&cur)[kMmvRows], const 
   }
 }
 
+
+// ============================================================================================
+// Split-K decode kernel (matmul.cu mmvk_kernel), used for small T (see matmul.cu use_split_k).
+//
+// Block of W <= kMmvkMaxWarps warps owns kMmvkRows consecutive rows; warp w takes warp steps w, w + W,
+// w + 2 W, ... of those rows (a warp step is the same BPS-block slice as above), so every row is spread
+// over W warps and the grid has n / kMmvkRows blocks: enough warps in flight to cover HBM latency even
+// for 3072-row matrices. x is read straight from global memory (it is small and shared by every block,
+// so it stays in L1 / L2) instead of being staged in shared memory: no staging pass, no barrier before
+// the first multiply. Each warp keeps kMmvkBufs - 1 steps of W loads in flight while it multiplies one.
+// The partial sums of the W warps meet in shared memory at the end.
+// ============================================================================================
+constexpr int kMmvkRows = 2;       // rows per block
+constexpr int kMmvkMaxWarps = 4;   // warps per block (fewer when a row has fewer warp steps)
+constexpr int kMmvkBufs = 3;       // register buffers per warp: steps in flight + the one being multiplied
+
+// Issues the loads of warp step `step` for R rows (nothing for lanes past the row end).
+template <GGMLType TY, int R>
+IL_HD void mmvk_load_step(typename QT<TY>::Regs (&regs)[R], const MmvArgs& a, const int64_t (&rows)[R],
+                          int64_t step, int lane) {
+  using Q = QT<TY>;
+  constexpr int BPS = 32 / Q::LPB;
+  const int64_t b = step * BPS + lane / Q::LPB;
+  if (b < a.w.nb) {
+#pragma unroll
+    for (int r = 0; r < R; ++r) Q::load(regs[r], Q::payload(a.w, rows[r], b), Q::side(a.w, rows[r], b), lane % Q::LPB);
+  }
+}
+
+// Accumulates this lane's share of warp step `step` into acc[r][t], reading x [T, K] from global memory.
+template <GGMLType TY, int TMAX, int R>
+IL_HD void mmvk_compute_step(const typename QT<TY>::Regs (&cur)[R], const MmvArgs& a, int lane, int64_t step, int T,
+                             float (&acc)[R][TMAX]) {
+  using Q = QT<TY>;
+  using Quarter = typename Q::Quarter;
+  constexpr int BPS = 32 / Q::LPB;
+  const int64_t b = step * BPS + lane / Q::LPB;
+  if (b >= a.w.nb) return;
+  const int sub = lane % Q::LPB;
+  const int64_t K = a.w.k;
+#pragma unroll
+  for (int j = 0; j < Q::RUNS; ++j) {
+    const int64_t e = b * Q::QK + Q::run_offset(sub, j);
+    // x first: its loads overlap the decoding below.
+    float xv[TMAX][16];
+#pragma unroll
+    for (int t = 0; t < TMAX; ++t) {
+      if (TMAX > 1 && t >= T) break;
+      load_x16(a, t * K + e, xv[t]);
+    }
+    float4 wv[R][4];
+    float sc[R], mn[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      Quarter q[4];
+      Q::run(cur[r], sub, j, q, sc[r], mn[r]);
+#pragma unroll
+      for (int i = 0; i < 4; ++i) wv[r][i] = Q::cvt(q[i]);
+    }
+#pragma unroll
+    for (int t = 0; t < TMAX; ++t) {
+      if (TMAX > 1 && t >= T) break;
+      float xsm = 0.f;
+      if constexpr (Q::HAS_MIN) {
+#pragma unroll
+        for (int i = 0; i < 4; ++i) xsm += (xv[t][4 * i] + xv[t][4 * i + 1]) + (xv[t][4 * i + 2] + xv[t][4 * i + 3]);
+      }
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        float d0 = 0.f, d1 = 0.f;  // two chains for ILP
+#pragma unroll
+        for (int i = 0; i < 4; i += 2) {
+          d0 = fmaf(xv[t][4 * i], wv[r][i].x, d0);
+          d0 = fmaf(xv[t][4 * i + 1], wv[r][i].y, d0);
+          d0 = fmaf(xv[t][4 * i + 2], wv[r][i].z, d0);
+          d0 = fmaf(xv[t][4 * i + 3], wv[r][i].w, d0);
+          d1 = fmaf(xv[t][4 * i + 4], wv[r][i + 1].x, d1);
+          d1 = fmaf(xv[t][4 * i + 5], wv[r][i + 1].y, d1);
+          d1 = fmaf(xv[t][4 * i + 6], wv[r][i + 1].z, d1);
+          d1 = fmaf(xv[t][4 * i + 7], wv[r][i + 1].w, d1);
+        }
+        const float dot = d0 + d1;
+        if (Q::IS_FLOAT) {
+          acc[r][t] += dot;
+        } else {
+          acc[r][t] = fmaf(sc[r], dot, acc[r][t]);
+          if (Q::HAS_MIN) acc[r][t] = fmaf(mn[r], xsm, acc[r][t]);
+        }
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// int8 activations (opt-in, MatmulParams::x_int8; quantized weights only). Like llama.cpp's int8 paths,
+// but x is quantized per 16-element run, inside the kernel, by the lane that uses the run:
+//   d = max|x_i| / 127,   q_i = round(x_i / d) in [-127, 127]      (|x_i - d q_i| <= d / 2)
+// and a run of W contributes  s * d * sum_i (c_i - OFF) q_i  +  m * d * sum_i q_i, with the integer sums
+// done exactly by dp4a (unsigned weight codes c times signed q). NaN in a run makes d NaN, so NaN
+// propagates as in the float32 path. Rows per block and buffers per warp differ from the float32 kernel:
+// the quantization of an x run is shared by the block's rows, so more rows make it cheaper.
+// ---------------------------------------------------------------------------------------------
+constexpr int kMmvkRowsI8 = 4;
+constexpr int kMmvkBufsI8 = 2;
+
+// max with NaN propagation (PTX max.NaN; fmaxf would drop a NaN).
+IL_HD float fmax_nan(float a, float b) {
+#ifdef __CUDA_ARCH__
+  float r;
+  asm("max.NaN.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b));
+  return r;
+#else
+  return (a != a || b != b) ? NAN : (a > b ? a : b);
+#endif
+}
+// sum_i a.byte_i (unsigned) * b.byte_i (signed) + c.
+IL_HD int dp4a_us(uint32_t a, uint32_t b, int c) {
+#ifdef __CUDA_ARCH__
+  int r;
+  asm("dp4a.u32.s32 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(c));
+  return r;
+#else
+  for (int i = 0; i < 4; ++i) c += (int)((a >> (8 * i)) & 0xffu) * (int)(int8_t)((b >> (8 * i)) & 0xffu);
+  return c;
+#endif
+}
+IL_HD uint32_t __float_as_uint_hd(float f) {
+#ifdef __CUDA_ARCH__
+  return __float_as_uint(f);
+#else
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+#endif
+}
+// Small int (|v| < 2^22) to float without a conversion instruction.
+IL_HD float small_i2f(int v) { return u2f(0x4B400000u + (uint32_t)v) - 12582912.0f; }
+
+// Quantizes one 16-element run: q (4 words of 4 signed bytes), d, and sum_i q_i.
+IL_HD void quantize_run16(const float v[16], uint32_t q[4], float& d, int& qsum) {
+  float amax = 0.f;
+#pragma unroll
+  for (int i = 0; i < 16; ++i) amax = fmax_nan(amax, v[i] < 0.f ? -v[i] : v[i]);
+  const float inv = amax > 0.f ? 127.0f / amax : 0.f;  // NaN amax: inv 0, d NaN
+  d = amax * (1.0f / 127.0f);
+#pragma unroll
+  for (int w = 0; w < 4; ++w) {
+    uint32_t b[4];
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      // round to nearest: the low bits of 1.5 * 2^23 + v / d hold the integer (two's complement byte)
+      b[e] = __float_as_uint_hd(fmaf(v[4 * w + e], inv, 12582912.0f));
+    }
+    q[w] = byte_perm(byte_perm(b[0], b[1], 0x0040u), byte_perm(b[2], b[3], 0x0040u), 0x5410u);
+  }
+  int sacc = 0;
+#pragma unroll
+  for (int w = 0; w < 4; ++w) sacc = dp4a_us(0x01010101u, q[w], sacc);
+  qsum = sacc;
+}
+
+// Int8-activation version of mmvk_compute_step (quantized types only).
+template <GGMLType TY, int TMAX, int R>
+IL_HD void mmvk_compute_step_i8(const typename QT<TY>::Regs (&cur)[R], const MmvArgs& a, int lane, int64_t step,
+                                int T, float (&acc)[R][TMAX]) {
+  using Q = QT<TY>;
+  static_assert(!Q::IS_FLOAT, "int8 activations are for quantized weights");
+  constexpr int BPS = 32 / Q::LPB;
+  constexpr int OFF = (int)(Q::MAGIC_OFF - kMagic);
+  const int64_t b = step * BPS + lane / Q::LPB;
+  if (b >= a.w.nb) return;
+  const int sub = lane % Q::LPB;
+  const int64_t K = a.w.k;
+#pragma unroll
+  for (int j = 0; j < Q::RUNS; ++j) {
+    const int64_t e = b * Q::QK + Q::run_offset(sub, j);
+    uint32_t xq[TMAX][4];
+    float xd[TMAX], xdsum[TMAX];
+    int xoff[TMAX];
+#pragma unroll
+    for (int t = 0; t < TMAX; ++t) {
+      if (TMAX > 1 && t >= T) break;
+      float xv[16];
+      load_x16(a, t * K + e, xv);
+      int qs;
+      quantize_run16(xv, xq[t], xd[t], qs);
+      xdsum[t] = xd[t] * small_i2f(qs);  // d * sum q  (min term)
+      xoff[t] = OFF * qs;                 // OFF * sum q (code offset)
+    }
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      uint32_t q[4];
+      float sc, mn;
+      Q::run(cur[r], sub, j, q, sc, mn);
+#pragma unroll
+      for (int t = 0; t < TMAX; ++t) {
+        if (TMAX > 1 && t >= T) break;
+        int di = 0;
+#pragma unroll
+        for (int i = 0; i < 4; ++i) di = dp4a_us(q[i], xq[t][i], di);
+        acc[r][t] = fmaf(sc, xd[t] * small_i2f(di - xoff[t]), acc[r][t]);
+        if (Q::HAS_MIN) acc[r][t] = fmaf(mn, xdsum[t], acc[r][t]);
+      }
+    }
+  }
+}
+
 }  // namespace cuda
 }  // namespace inferlab

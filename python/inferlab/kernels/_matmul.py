@@ -7,13 +7,21 @@ Q5_K, Q6_K) inside a :class:`QWeight`; on CUDA the quantized types are repacked 
     >>> w = QWeight.from_gguf("model.gguf", "blk.0.ffn_down.weight", device="cuda")
     >>> y = matmul(x, w)                      # x: NumPy [T, K] or DeviceArray; y like x
 
-Numerics. The CPU dequantizes each weight row to float32 and accumulates in float32. On CUDA, T <= 8
-(decode) runs a fused dequantize-and-multiply kernel: x stays float32, accumulation float32. T > 8 (prefill),
-and F16/BF16 weights whose K is not a multiple of 16 at any T, run cuBLAS on tensor cores with float32
-accumulation: quantized and F16 weights as fp16 (quantized ones dequantized exactly, then rounded to fp16),
-x rounded to fp16 -- scaled first by a power of two when its largest magnitude reaches 2^15, so large
-activations never overflow (the scale is undone in the GEMM's alpha) -- BF16 weights with x rounded to
-bf16, F32 weights in full fp32. Activations are never quantized to integers.
+Numerics. The CPU dequantizes each weight row to float32 and accumulates in float32. On CUDA, decode
+(T <= 8; quantized weights up to T = 32, in chunks of 8 rows) runs a fused dequantize-and-multiply kernel:
+x stays float32, accumulation float32. Larger T (prefill), and F16/BF16 weights whose K is not a multiple
+of 16 at any T, run cuBLAS on tensor cores with float32 accumulation: quantized and F16 weights as fp16
+(quantized ones dequantized exactly, then rounded to fp16), x rounded to fp16 -- scaled first by a power of
+two when its largest magnitude reaches 2^15, so large activations never overflow (the scale is undone in
+the GEMM's alpha) -- BF16 weights with x rounded to bf16, F32 weights in full fp32.
+
+int8 activations (``int8_activations=True``, off by default). With a quantized weight and T <= 32, x is
+quantized to int8 before the product, like llama.cpp's int8 paths: per run of 16 consecutive elements of a
+row, ``d = max|x| / 127`` and ``q = round(x / d)``, so each element moves by at most ``d / 2`` and the
+result by at most ``sum over runs of (max|x_run| / 254) * sum |w_run|``. On CUDA the decode kernel then
+forms the integer sums exactly with dp4a (about 2-4x less work per weight than float32); on the CPU x is
+replaced by ``d * q`` and the float32 path runs, so both devices compute the same function. A run holding NaN
+gives NaN. Float weights and larger T ignore the flag. :func:`inferlab.reference.matmul` takes the same flag.
 """
 from __future__ import annotations
 
@@ -136,15 +144,16 @@ class QWeight:
         return f"QWeight({self.name!r}, {self.type}, shape={self.shape}, device={self.device!r})"
 
 
-def matmul(x, w: QWeight, bias=None, out_dtype="float32", device=None, out=None):
+def matmul(x, w: QWeight, bias=None, out_dtype="float32", device=None, out=None, int8_activations=False):
     """``y[T, N] = x[T, K] @ W[N, K].T (+ bias[N])``.
 
     x: float32 / float16 / bfloat16, ``[T, K]`` or ``[K]`` (then y is ``[N]``), a NumPy array or a
     DeviceArray. bias: float32 ``[N]`` or None. out_dtype: ``"float32"`` or ``"float16"``. The op runs on
     ``w.device``; ``device``, if given, must agree. ``out``: an optional DeviceArray to write (shape of y,
     float32 or float16; out_dtype is then ignored), returned as is. Otherwise returns a NumPy array for NumPy
-    ``x``, else a new DeviceArray on the weight's device. See the module docstring for the precision of each
-    path.
+    ``x``, else a new DeviceArray on the weight's device. ``int8_activations``: quantize x to int8 per
+    16-element run first (quantized weights, T <= 32; see the module docstring). See the module docstring for
+    the precision of each path.
     """
     if not isinstance(w, QWeight):
         raise ValueError(f"w must be a QWeight, got {type(w).__name__}")
@@ -172,10 +181,10 @@ def matmul(x, w: QWeight, bias=None, out_dtype="float32", device=None, out=None)
         want = (w.n,) if squeeze else (xa.shape[0], w.n)
         if tuple(out.shape) != want:
             raise ValueError(f"out has shape {tuple(out.shape)}, expected {want}")
-        _mm.matmul(xa, w._w, out.reshape((xa.shape[0], w.n)), ba)
+        _mm.matmul(xa, w._w, out.reshape((xa.shape[0], w.n)), ba, bool(int8_activations))
         return out
     y = DeviceArray.empty((xa.shape[0], w.n), out_name, dev)
-    _mm.matmul(xa, w._w, y, ba)
+    _mm.matmul(xa, w._w, y, ba, bool(int8_activations))
     if squeeze:
         y = y.reshape((w.n,))
     return y.numpy() if as_numpy else y
