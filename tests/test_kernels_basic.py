@@ -64,7 +64,7 @@ def check(got, ref, out_dtype, k=1.0, what=""):
 
 NORM_CASES = [pytest.param(MODEL_SHAPES[m]["d"], id=m) for m in MODELS] + [
     pytest.param(1, id="d1"), pytest.param(97, id="d97"), pytest.param(1025, id="d1025"),
-    pytest.param(20000, id="d20000"),  # beyond the register path of the CUDA kernel
+    pytest.param(20000, id="d20000"),  # CUDA: beyond the register path for float rows (f16/bf16: within it)
 ]
 
 
@@ -268,6 +268,8 @@ def test_activations_extreme_values(device):
     x = np.array([[-100.0, -20.0, -1e-3, 0.0, 1e-3, 20.0, 100.0, 1e4]], dtype=np.float32)
     check(K.gelu(x, device=device), R.gelu(x), F32, 8, "gelu")
     check(K.swiglu(x, x, device=device), R.swiglu(x, x), F32, 8, "swiglu")
+    for dt_out in (F16, BF16):  # the CUDA kernel's approximate exp/rcp path for 16-bit outputs
+        check(K.gelu(x, device=device, out_dtype=dt_out), R.gelu(x), dt_out, 8, f"gelu -> {dt_out}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -277,6 +279,7 @@ def test_activations_extreme_values(device):
 SOFTMAX_CASES = [pytest.param(2, MODEL_SHAPES[m]["vocab"], id=f"{m}-vocab") for m in ("qwen2.5-0.5b", "gpt2")] + [
     pytest.param(97, 97, id="97x97"), pytest.param(5, 1025, id="5x1025"), pytest.param(64, 4096, id="64x4096"),
     pytest.param(3, 1, id="3x1"), pytest.param(4, 16384, id="4x16384"), pytest.param(2, 20000, id="2x20000"),
+    pytest.param(9, 1000, id="9x1000"),  # CUDA: one warp per row, a partly filled last block
 ]
 
 
@@ -299,6 +302,11 @@ def test_softmax_masked_and_3d(device, rng):
     got = K.softmax(x, device=device)
     check(got, R.softmax(x), F32, 16, "softmax -inf")
     assert (got[0, 1, 5:] == 0).all()
+    for dt in (F16, BF16):  # 16-bit rows and outputs (CUDA: raw rows, approximate exp)
+        xh = x.astype(np_dtype(dt))
+        got = K.softmax(xh, device=device)
+        check(got, R.softmax(xh), dt, 16, f"softmax -inf {dt}")
+        assert (np.asarray(got, np.float64)[0, 1, 5:] == 0).all()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -399,6 +407,36 @@ def test_embedding_q(device, qtype, model, dt_out, rng):
     out = poisoned((T, D), dt_out)
     got = K.embedding_q(ids, data, qtype, (V, D), device=device, out=out)
     check(got, R.embedding(ids, qtable_ref(data, qtype, D)), dt_out, 2, f"embedding_q {qtype}")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("qtype,D", [("Q8_0", 4384), ("Q4_0", 4384), ("Q5_1", 8224), ("Q6_K", 4352),
+                                     ("Q3_K", 4352), ("Q2_K", 4352), ("Q4_K", 8448)])
+@pytest.mark.parametrize("dt_out", [F32, F16])
+def test_embedding_q_long_rows(device, qtype, D, dt_out, rng):
+    # CUDA: rows of several 128-group shared-memory chunks (the last one partial); row_bytes not a multiple
+    # of 16 for all but Q4_K, so most rows start unaligned
+    V, T = 40, 23
+    data = random_qtable(rng, qtype, V, D)
+    ids = rng.integers(0, V, size=T)
+    out = poisoned((T, D), dt_out)
+    got = K.embedding_q(ids, data, qtype, (V, D), device=device, out=out)
+    check(got, R.embedding(ids, qtable_ref(data, qtype, D)), dt_out, 2, f"embedding_q {qtype} D={D}")
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("qtype,D", [("Q8_0", 896), ("Q4_K", 4352)])
+def test_embedding_q_out_of_range_ids_give_zero_rows_on_cuda(qtype, D, rng):
+    V = 30
+    data = random_qtable(rng, qtype, V, D)
+    ids = np.array([3, -1, V, 0, V + 1000, V - 1], np.int64)
+    got = np.asarray(K.embedding_q(ids, data, qtype, (V, D), device="cuda", out=poisoned((6, D), F32)), np.float64)
+    ref = qtable_ref(data, qtype, D)
+    for t, i in enumerate(ids):
+        if 0 <= i < V:
+            check(got[t], ref[i], F32, 2, f"row {t}")
+        else:
+            assert (got[t] == 0).all(), f"row {t} (id {i}) is not zero"
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -1,6 +1,11 @@
-// Softmax: like the norms, one warp per row for n <= 1024 and one block per row up to n = 16384,
-// holding the row in registers (x read once, out written once). Longer or unaligned rows take a
-// scalar path: one pass for an online (max, sum) pair, one pass to write.
+// Softmax: like the norms, one warp per row for n <= 1024 and one block per row up to n = 16384 (32768 for
+// f16/bf16 input), holding the row in registers (x read once, out written once). Longer or unaligned rows
+// take a scalar path: one pass for an online (max, sum) pair, one pass to write.
+//
+// The register path is latency bound like the norms (see norm.cu): each thread holds 128 bytes of the row
+// as loaded (8 chunks of f16/bf16 kept raw, 4 of float), all loads issued first, one barrier per block
+// reduction. A 16-bit row is not expanded to floats: its exps are recomputed for the output (the same
+// values as in the sum). 16-bit outputs use the ex2 unit directly (relative error ~2^-22).
 #include "kernels/cuda/softmax.cuh"
 
 #include "core/cuda_check.h"
@@ -10,14 +15,24 @@ namespace inferlab {
 namespace cuda {
 namespace {
 
-constexpr int kChunks = 4;
+template <class Tx>
+constexpr int kChunks = kIs16Bit<Tx> ? 8 : 4;  // 8-element chunks held per thread
 constexpr int kMaxThreads = 512;
 constexpr int kWarpRowChunks = 128;
 constexpr int kWarpRowsPerBlock = 4;
 
+// exp(t) for t <= 0 (t = x - max), by output type.
+template <class To>
+__device__ __forceinline__ float exp_le0(float t) {
+  if constexpr (kIs16Bit<To>) return ex2_approx(t * 1.4426950408889634f);  // exp(-inf) = 0 either way
+  else return expf(t);
+}
+
 template <class Tx, class To>
-__global__ void __launch_bounds__(kMaxThreads) softmax_vec_kernel(SoftmaxParams p, bool warp_mode) {
-  __shared__ float scratch[33];
+__global__ void __launch_bounds__(kMaxThreads, 2) softmax_vec_kernel(SoftmaxParams p, bool warp_mode) {
+  constexpr int NC = kChunks<Tx>;
+  constexpr bool kRecompute = kIs16Bit<Tx>;  // else the exps overwrite the held (float) row
+  __shared__ float scratch[2][32];
   int64_t row;
   int tid, tpr;
   if (warp_mode) {
@@ -31,43 +46,52 @@ __global__ void __launch_bounds__(kMaxThreads) softmax_vec_kernel(SoftmaxParams 
     tpr = blockDim.x;
   }
   const int nchunk = (int)(p.n / 8);
-  const Tx* x = static_cast<const Tx*>(p.x) + row * p.n;
-  float v[kChunks][8];
+  Raw8<Tx> v[NC];  // chunk c of this thread: row elements [8 j, 8 j + 8), j = c * tpr + tid
+  {
+    const Tx* xc = static_cast<const Tx*>(p.x) + row * p.n + 8 * tid;  // chunk c at xc + c * 8 tpr
+#pragma unroll
+    for (int c = 0; c < NC; ++c, xc += 8 * tpr)
+      if (c * tpr + tid < nchunk) v[c].load_once(xc);
+  }
   float m = -INFINITY;
 #pragma unroll
-  for (int c = 0; c < kChunks; ++c) {
-    const int j = c * tpr + tid;
-    if (j < nchunk) {
-      load8(x + 8 * j, v[c]);
+  for (int c = 0; c < NC; ++c) {
+    if (c * tpr + tid < nchunk) {
+      float f[8];
+      v[c].get(f);
 #pragma unroll
-      for (int k = 0; k < 8; ++k) m = fmaxf(m, v[c][k]);
+      for (int k = 0; k < 8; ++k) m = fmaxf(m, f[k]);
     }
   }
-  m = warp_mode ? warp_max(m) : block_max(m, scratch);
+  m = warp_mode ? warp_max(m) : block_max1(m, scratch[0]);
   if (m == -INFINITY) m = 0.f;  // all -inf: exp(-inf - 0) = 0, giving 0/0 = nan like the reference
   float s = 0.f;
 #pragma unroll
-  for (int c = 0; c < kChunks; ++c) {
-    const int j = c * tpr + tid;
-    if (j < nchunk) {
+  for (int c = 0; c < NC; ++c) {
+    if (c * tpr + tid < nchunk) {
+      float f[8];
+      v[c].get(f);
 #pragma unroll
       for (int k = 0; k < 8; ++k) {
-        v[c][k] = expf(v[c][k] - m);
-        s += v[c][k];
+        f[k] = exp_le0<To>(f[k] - m);
+        s += f[k];
       }
+      if constexpr (!kRecompute) v[c].set(f);
     }
   }
-  s = warp_mode ? warp_sum(s) : block_sum(s, scratch);
+  s = warp_mode ? warp_sum(s) : block_sum1(s, scratch[1]);
   const float inv = 1.f / s;
+  // Output: a rolled loop over the chunks (they move down one slot per iteration), as in norm.cu.
   To* out = static_cast<To*>(p.out) + row * p.n;
+#pragma unroll 1
+  for (int j = tid; j < nchunk; j += tpr) {
+    float f[8];
+    v[0].get(f);
 #pragma unroll
-  for (int c = 0; c < kChunks; ++c) {
-    const int j = c * tpr + tid;
-    if (j < nchunk) {
+    for (int k = 0; k < 8; ++k) f[k] = (kRecompute ? exp_le0<To>(f[k] - m) : f[k]) * inv;
+    store8(out + 8 * j, f);
 #pragma unroll
-      for (int k = 0; k < 8; ++k) v[c][k] *= inv;
-      store8(out + 8 * j, v[c]);
-    }
+    for (int c = 0; c + 1 < NC; ++c) v[c] = v[c + 1];
   }
 }
 
@@ -124,13 +148,13 @@ __global__ void softmax_generic_kernel(SoftmaxParams p) {
 void launch_softmax(const SoftmaxParams& p, cudaStream_t stream) {
   if (p.rows == 0 || p.n == 0) return;
   const int64_t nchunk = p.n / 8;
-  const bool vec = p.n % 8 == 0 && nchunk <= (int64_t)kChunks * kMaxThreads && aligned16(p.x) && aligned16(p.out);
+  const bool aligned = p.n % 8 == 0 && aligned16(p.x) && aligned16(p.out);
   IL_DISPATCH_FLOAT(p.x_dtype, Tx, IL_DISPATCH_FLOAT(p.out_dtype, To, {
-    if (vec && nchunk <= kWarpRowChunks) {
+    if (aligned && nchunk <= kWarpRowChunks) {
       const unsigned grid = (unsigned)((p.rows + kWarpRowsPerBlock - 1) / kWarpRowsPerBlock);
       softmax_vec_kernel<Tx, To><<<grid, 32 * kWarpRowsPerBlock, 0, stream>>>(p, true);
-    } else if (vec) {
-      int threads = (int)((nchunk + kChunks - 1) / kChunks);
+    } else if (aligned && nchunk <= (int64_t)kChunks<Tx> * kMaxThreads) {
+      int threads = (int)((nchunk + kChunks<Tx> - 1) / kChunks<Tx>);
       threads = (threads + 31) / 32 * 32;
       if (threads < 64) threads = 64;
       softmax_vec_kernel<Tx, To><<<(unsigned)p.rows, threads, 0, stream>>>(p, false);
