@@ -117,9 +117,15 @@ def swiglu_fused(gate_up):
 
 
 def gelu(x):
-    """GELU, tanh form: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
+    """GELU, tanh form: 0.5 x (1 + tanh(y)), y = sqrt(2/pi) (x + 0.044715 x^3).
+
+    Evaluated as the identical x / (1 + exp(-2 y)): for x below about -5, 1 + tanh(y) cancels to a few
+    bits even in float64 (at x = -7.25 it gives exactly 0, while the true value is about -1e-16).
+    """
     x = _f64(x)
-    return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x**3)))
+    y = np.sqrt(2.0 / np.pi) * (x + 0.044715 * x**3)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return x / (1.0 + np.exp(-2.0 * y))
 
 
 def convert(x, out_dtype):
