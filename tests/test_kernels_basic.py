@@ -392,6 +392,15 @@ def test_device_dequant_groups_match_gguf(qtype, rng):
         np.testing.assert_allclose(got, ref[r], rtol=1e-6, atol=1e-7, err_msg=f"{qtype} row {r}")
 
 
+def check_embedding_q(device, qtype, V, D, T, dt_out, rng):
+    """T random ids gathered from a random [V, D] qtype table into a poisoned output, against the reference."""
+    data = random_qtable(rng, qtype, V, D)
+    ids = rng.integers(0, V, size=T)
+    out = poisoned((T, D), dt_out)
+    got = K.embedding_q(ids, data, qtype, (V, D), device=device, out=out)
+    check(got, R.embedding(ids, qtable_ref(data, qtype, D)), dt_out, 2, f"embedding_q {qtype} D={D}")
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("qtype", QTYPES)
 @pytest.mark.parametrize("model", MODELS)
@@ -401,12 +410,7 @@ def test_embedding_q(device, qtype, model, dt_out, rng):
     block = gguf.GGML_QUANT_SIZES[QT[qtype]][0]
     if D % block:
         pytest.skip(f"d={D} is not a multiple of the {qtype} block ({block})")
-    V, T = 300, 37
-    data = random_qtable(rng, qtype, V, D)
-    ids = rng.integers(0, V, size=T)
-    out = poisoned((T, D), dt_out)
-    got = K.embedding_q(ids, data, qtype, (V, D), device=device, out=out)
-    check(got, R.embedding(ids, qtable_ref(data, qtype, D)), dt_out, 2, f"embedding_q {qtype}")
+    check_embedding_q(device, qtype, 300, D, 37, dt_out, rng)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -416,12 +420,7 @@ def test_embedding_q(device, qtype, model, dt_out, rng):
 def test_embedding_q_long_rows(device, qtype, D, dt_out, rng):
     # CUDA: rows of several 128-group shared-memory chunks (the last one partial); row_bytes not a multiple
     # of 16 for all but Q4_K, so most rows start unaligned
-    V, T = 40, 23
-    data = random_qtable(rng, qtype, V, D)
-    ids = rng.integers(0, V, size=T)
-    out = poisoned((T, D), dt_out)
-    got = K.embedding_q(ids, data, qtype, (V, D), device=device, out=out)
-    check(got, R.embedding(ids, qtable_ref(data, qtype, D)), dt_out, 2, f"embedding_q {qtype} D={D}")
+    check_embedding_q(device, qtype, 40, D, 23, dt_out, rng)
 
 
 @pytest.mark.cuda

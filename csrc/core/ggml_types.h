@@ -17,6 +17,9 @@ enum class GGMLType : int32_t {
 
 constexpr int QK_K = 256;  // super-block size of the K-quants
 
+// Plain float storage (F32 / F16 / BF16), as opposed to block-quantized types.
+inline bool is_float_type(GGMLType t) { return t == GGMLType::F32 || t == GGMLType::F16 || t == GGMLType::BF16; }
+
 struct GGMLTypeTraits {
   const char* name;     // "Q4_K"
   int64_t block_size;   // elements per block (1 for plain types)

@@ -15,10 +15,6 @@
 
 namespace inferlab {
 
-namespace {
-bool is_float_type(GGMLType t) { return t == GGMLType::F32 || t == GGMLType::F16 || t == GGMLType::BF16; }
-}  // namespace
-
 std::vector<uint8_t> qweight_gguf_bytes(const QWeight& w) {
   IL_CHECK_ARG(w.data.defined(), "weight '", w.name, "' has no data");
   const int64_t total = w.n * w.row_bytes();

@@ -13,7 +13,6 @@ namespace {
 
 int64_t block_size_of(GGMLType t) { return ggml_type_traits((int32_t)t)->block_size; }
 int64_t type_size_of(GGMLType t) { return ggml_type_traits((int32_t)t)->type_size; }
-bool is_float_type(GGMLType t) { return t == GGMLType::F32 || t == GGMLType::F16 || t == GGMLType::BF16; }
 
 // Per quantized type: which bytes of a ggml block go to the payload, and how the side record is built.
 // `pieces` copy [src, src + len) of the block to side offset dst; unlisted side bytes are zero.

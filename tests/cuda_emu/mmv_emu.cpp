@@ -73,6 +73,35 @@ static std::vector<uint8_t> random_weight(GGMLType t, int64_t n, int64_t k, std:
   return raw;
 }
 
+// A random weight as the CUDA kernels see it: GGUF bytes, their float dequantization, and the device view
+// (float types: the bytes as is; quantized types: converted to the split layout).
+struct EmuWeight {
+  std::vector<uint8_t> raw, split;
+  std::vector<float> ref;  // [n, k], dequantize_row
+  QView v;
+};
+template <GGMLType TY>
+static EmuWeight make_emu_weight(int64_t n, int64_t k, std::mt19937& g) {
+  EmuWeight e;
+  e.raw = random_weight(TY, n, k, g);
+  e.ref.resize((size_t)(n * k));
+  const int64_t rb = ggml_row_size(TY, k);
+  for (int64_t r = 0; r < n; ++r) dequantize_row(TY, e.raw.data() + r * rb, e.ref.data() + r * k, k);
+  e.v.n = n;
+  e.v.k = k;
+  if (QT<TY>::IS_FLOAT) {
+    e.v.pay = e.raw.data();
+    e.v.nb = k / 16;
+  } else {
+    e.split.resize((size_t)split_total_bytes(TY, n, k));
+    split_from_gguf(TY, n, k, e.raw.data(), e.split.data());
+    e.v.pay = e.split.data();
+    e.v.side = e.split.data() + split_side_offset(TY, n, k);
+    e.v.nb = k / ggml_type_traits((int32_t)TY)->block_size;
+  }
+  return e;
+}
+
 template <GGMLType TY>
 static void check_type(std::mt19937& g) {
   using Q = QT<TY>;
@@ -85,27 +114,13 @@ static void check_type(std::mt19937& g) {
   if (is_float) shapes.push_back({5, 80});
   for (Shape sh : shapes) {
     const int64_t n = sh.n, k = sh.k;
-    std::vector<uint8_t> raw = random_weight(TY, n, k, g);
-    std::vector<float> ref((size_t)(n * k));
-    const int64_t rb = ggml_row_size(TY, k);
-    for (int64_t r = 0; r < n; ++r) dequantize_row(TY, raw.data() + r * rb, ref.data() + r * k, k);
-
-    std::vector<uint8_t> split;
-    QView v;
-    v.n = n;
-    v.k = k;
-    if (is_float) {
-      v.pay = raw.data();
-      v.nb = k / 16;
-    } else {
-      split.resize((size_t)split_total_bytes(TY, n, k));
-      split_from_gguf(TY, n, k, raw.data(), split.data());
-      v.pay = split.data();
-      v.side = split.data() + split_side_offset(TY, n, k);
-      v.nb = k / bs;
-      // Round trip of the layout conversion.
+    const EmuWeight ew = make_emu_weight<TY>(n, k, g);
+    const std::vector<uint8_t>& raw = ew.raw;
+    const std::vector<float>& ref = ew.ref;
+    const QView v = ew.v;
+    if (!is_float) {  // round trip of the layout conversion
       std::vector<uint8_t> back(raw.size());
-      gguf_from_split(TY, n, k, split.data(), back.data());
+      gguf_from_split(TY, n, k, ew.split.data(), back.data());
       if (back != raw) FAIL("%s: gguf_from_split(split_from_gguf(raw)) != raw", name);
     }
 
@@ -256,24 +271,9 @@ static void check_split_k(std::mt19937& g) {
   if (Q::IS_FLOAT) shapes.push_back({3, 80});
   for (Shape sh : shapes) {
     const int64_t n = sh.n, k = sh.k;
-    std::vector<uint8_t> raw = random_weight(TY, n, k, g);
-    std::vector<float> ref((size_t)(n * k));
-    const int64_t rb = ggml_row_size(TY, k);
-    for (int64_t r = 0; r < n; ++r) dequantize_row(TY, raw.data() + r * rb, ref.data() + r * k, k);
-    std::vector<uint8_t> split;
-    QView v;
-    v.n = n;
-    v.k = k;
-    if (Q::IS_FLOAT) {
-      v.pay = raw.data();
-      v.nb = k / 16;
-    } else {
-      split.resize((size_t)split_total_bytes(TY, n, k));
-      split_from_gguf(TY, n, k, raw.data(), split.data());
-      v.pay = split.data();
-      v.side = split.data() + split_side_offset(TY, n, k);
-      v.nb = k / bs;
-    }
+    const EmuWeight ew = make_emu_weight<TY>(n, k, g);
+    const std::vector<float>& ref = ew.ref;
+    const QView v = ew.v;
     constexpr int BPS = 32 / Q::LPB;
     const int64_t nsteps = (v.nb + BPS - 1) / BPS;
     const int W = (int)std::max<int64_t>(1, std::min<int64_t>(kMmvkMaxWarps, nsteps));
@@ -303,7 +303,7 @@ static void check_split_k(std::mt19937& g) {
               float acc[kMmvkRows][2] = {};
               for (int64_t s = w; s < nsteps; s += W) {
                 typename Q::Regs regs[kMmvkRows];
-                mmvk_load_step<TY, kMmvkRows>(regs, a, rows, s, l);
+                mmv_load_step<TY, kMmvkRows>(regs, a, rows, s, l);
                 mmvk_compute_step<TY, 2, kMmvkRows>(regs, a, l, s, T, acc);
               }
               for (int r = 0; r < kMmvkRows; ++r)
@@ -344,18 +344,9 @@ static void check_split_k_int8(std::mt19937& g) {
   if (bs == 32) shapes.push_back({3, 96});
   for (Shape sh : shapes) {
     const int64_t n = sh.n, k = sh.k;
-    std::vector<uint8_t> raw = random_weight(TY, n, k, g);
-    std::vector<float> ref((size_t)(n * k));
-    const int64_t rb = ggml_row_size(TY, k);
-    for (int64_t r = 0; r < n; ++r) dequantize_row(TY, raw.data() + r * rb, ref.data() + r * k, k);
-    std::vector<uint8_t> split((size_t)split_total_bytes(TY, n, k));
-    split_from_gguf(TY, n, k, raw.data(), split.data());
-    QView v;
-    v.n = n;
-    v.k = k;
-    v.pay = split.data();
-    v.side = split.data() + split_side_offset(TY, n, k);
-    v.nb = k / bs;
+    const EmuWeight ew = make_emu_weight<TY>(n, k, g);
+    const std::vector<float>& ref = ew.ref;
+    const QView v = ew.v;
     constexpr int BPS = 32 / Q::LPB;
     const int64_t nsteps = (v.nb + BPS - 1) / BPS;
     const int W = (int)std::max<int64_t>(1, std::min<int64_t>(kMmvkMaxWarps, nsteps));
@@ -389,7 +380,7 @@ static void check_split_k_int8(std::mt19937& g) {
               float acc[R][8] = {};
               for (int64_t s = w; s < nsteps; s += W) {
                 typename Q::Regs regs[R];
-                mmvk_load_step<TY, R>(regs, a, rows, s, l);
+                mmv_load_step<TY, R>(regs, a, rows, s, l);
                 mmvk_compute_step_i8<TY, 8, R>(regs, a, l, s, T, acc);
               }
               for (int r = 0; r < R; ++r)

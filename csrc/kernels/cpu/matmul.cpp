@@ -490,8 +490,7 @@ void tile_fn(int64_t tile, void* ctx) {
 
 void matmul(const MatmulParams& p) {
   if (p.t == 0 || p.n == 0) return;
-  const bool int8_x = p.x_int8 && p.t <= kInt8MaxT && p.type != GGMLType::F32 && p.type != GGMLType::F16 &&
-                      p.type != GGMLType::BF16;
+  const bool int8_x = p.x_int8 && p.t <= kInt8MaxT && !is_float_type(p.type);
   // x as float32.
   std::vector<float> xf;
   const float* x = static_cast<const float*>(p.x);

@@ -64,6 +64,16 @@ IL_HD float u2f(uint32_t u) {
 #endif
 }
 
+IL_HD uint32_t f2u(float f) {
+#ifdef __CUDA_ARCH__
+  return __float_as_uint(f);
+#else
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+#endif
+}
+
 IL_HD float h2f(uint32_t bits16) {
 #ifdef __CUDA_ARCH__
   return __half2float(__ushort_as_half((unsigned short)(bits16 & 0xffffu)));
@@ -584,7 +594,7 @@ inline QView make_qview(const QWeight& w) {
   v.n = w.n;
   v.k = w.k;
   v.pay = static_cast<const uint8_t*>(w.data.data());
-  const bool is_float = w.type == GGMLType::F32 || w.type == GGMLType::F16 || w.type == GGMLType::BF16;
+  const bool is_float = is_float_type(w.type);
   if (is_float) {
     v.nb = w.k / 16;
   } else {

@@ -124,7 +124,7 @@ __global__ void __launch_bounds__(kMmvkMaxWarps * 32) mmvk_kernel(const MmvArgs 
 #pragma unroll
   for (int d = 0; d < NB - 1; ++d) {
     const int64_t s = warp + (int64_t)d * W;
-    if (s < nsteps) mmvk_load_step<TY, R>(buf[d], a, rows, s, lane);
+    if (s < nsteps) mmv_load_step<TY, R>(buf[d], a, rows, s, lane);
   }
   for (int64_t s0 = warp; s0 < nsteps; s0 += (int64_t)NB * W) {
 #pragma unroll
@@ -132,7 +132,7 @@ __global__ void __launch_bounds__(kMmvkMaxWarps * 32) mmvk_kernel(const MmvArgs 
       const int64_t s = s0 + (int64_t)d * W;
       if (s >= nsteps) break;  // uniform over the warp
       const int64_t sn = s + (int64_t)(NB - 1) * W;
-      if (sn < nsteps) mmvk_load_step<TY, R>(buf[(d + NB - 1) % NB], a, rows, sn, lane);
+      if (sn < nsteps) mmv_load_step<TY, R>(buf[(d + NB - 1) % NB], a, rows, sn, lane);
       if constexpr (I8)
         mmvk_compute_step_i8<TY, TMAX, R>(buf[d], a, lane, s, T, acc);
       else
@@ -221,8 +221,6 @@ int x_kind_of(DType d) { return d == DType::F32 ? kXF32 : d == DType::F16 ? kXF1
 // (x in shared memory, reused by 16 rows) above. Chosen by benchmarks/_bench_matmul.py on an H200.
 // Measured (H200, Q4_K / Q6_K / Q8_0 / F16, K = 3072 / 4096 / 14336): split-K is 1.4-2x faster at
 // K = 14336 for T <= 2, and 0-25% slower at K <= 4096 (each warp then gets a single step).
-bool is_float_type(GGMLType t) { return t == GGMLType::F32 || t == GGMLType::F16 || t == GGMLType::BF16; }
-
 bool use_split_k(int64_t k, int64_t t) { return t <= kSplitKMaxT && k >= kSplitKMinK; }
 
 void decode(const MatmulParams& p, cudaStream_t stream) {
@@ -459,7 +457,7 @@ void prefill(const MatmulParams& p, cudaStream_t stream) {
   // Quantized W is dequantized to fp16 in tiles of `tile` rows (bounded scratch), one GEMM per tile.
   const void* A = w.data.data();
   cudaDataType_t ab_type;
-  const bool quantized = !(w.type == GGMLType::F16 || w.type == GGMLType::BF16 || w.type == GGMLType::F32);
+  const bool quantized = !is_float_type(w.type);
   int64_t tile = N;
   void* wbuf = nullptr;
   if (w.type == GGMLType::F16) {
@@ -537,7 +535,7 @@ void prefill(const MatmulParams& p, cudaStream_t stream) {
 }  // namespace
 
 void dequantize_to_f16(const QWeight& w, void* out, cudaStream_t stream) {
-  const bool is_float = w.type == GGMLType::F32 || w.type == GGMLType::F16 || w.type == GGMLType::BF16;
+  const bool is_float = is_float_type(w.type);
   IL_CHECK_ARG(!is_float || w.k % 16 == 0, "dequantize_to_f16: float weights need k % 16 == 0, got k=", w.k);
   dequant_rows_f16(w, 0, w.n, out, stream);
 }
@@ -615,7 +613,7 @@ double bench_copy_ms(void* const* dsts, const void* const* srcs, int ncopies, si
 
 void matmul(const MatmulParams& p, cudaStream_t stream) {
   const QWeight& w = *p.w;
-  const bool is_float = w.type == GGMLType::F32 || w.type == GGMLType::F16 || w.type == GGMLType::BF16;
+  const bool is_float = is_float_type(w.type);
   // The fused kernel reads float weights in 16-element pieces with 16-byte loads.
   const bool fused_ok = !is_float || (w.k % 16 == 0 && reinterpret_cast<uintptr_t>(w.data.data()) % 16 == 0);
   bool fused;

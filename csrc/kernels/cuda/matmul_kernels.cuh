@@ -153,16 +153,16 @@ IL_HD int mmv_x_offset(int lane, int64_t step, int64_t c0, int j, int i) {
   return (int)(b * Q::QK - c0) + Q::run_offset(lane % Q::LPB, mmv_run_of<Q>(lane, j)) + 4 * ((i + mmv_rot(lane)) & 3);
 }
 
-// Issues the loads of warp step `step` for this lane's rows (nothing for lanes past the row end).
-template <GGMLType TY>
-IL_HD void mmv_load_step(typename QT<TY>::Regs (&regs)[kMmvRows], const MmvArgs& a, const int64_t (&rows)[kMmvRows],
-                         int64_t step, int lane) {
+// Issues the loads of warp step `step` for this lane's R rows (nothing for lanes past the row end).
+template <GGMLType TY, int R>
+IL_HD void mmv_load_step(typename QT<TY>::Regs (&regs)[R], const MmvArgs& a, const int64_t (&rows)[R], int64_t step,
+                         int lane) {
   using Q = QT<TY>;
   constexpr int BPS = 32 / Q::LPB;
   const int64_t b = step * BPS + lane / Q::LPB;
   if (b < a.w.nb) {
 #pragma unroll
-    for (int r = 0; r < kMmvRows; ++r) Q::load(regs[r], Q::payload(a.w, rows[r], b), Q::side(a.w, rows[r], b), lane % Q::LPB);
+    for (int r = 0; r < R; ++r) Q::load(regs[r], Q::payload(a.w, rows[r], b), Q::side(a.w, rows[r], b), lane % Q::LPB);
   }
 }
 
@@ -255,19 +255,6 @@ IL_HD void mmv_compute_step(const typename QT<TY>::Regs (&cur)[kMmvRows], const 
 constexpr int kMmvkRows = 2;       // rows per block
 constexpr int kMmvkMaxWarps = 4;   // warps per block (fewer when a row has fewer warp steps)
 constexpr int kMmvkBufs = 3;       // register buffers per warp: steps in flight + the one being multiplied
-
-// Issues the loads of warp step `step` for R rows (nothing for lanes past the row end).
-template <GGMLType TY, int R>
-IL_HD void mmvk_load_step(typename QT<TY>::Regs (&regs)[R], const MmvArgs& a, const int64_t (&rows)[R],
-                          int64_t step, int lane) {
-  using Q = QT<TY>;
-  constexpr int BPS = 32 / Q::LPB;
-  const int64_t b = step * BPS + lane / Q::LPB;
-  if (b < a.w.nb) {
-#pragma unroll
-    for (int r = 0; r < R; ++r) Q::load(regs[r], Q::payload(a.w, rows[r], b), Q::side(a.w, rows[r], b), lane % Q::LPB);
-  }
-}
 
 // Accumulates this lane's share of warp step `step` into acc[r][t], reading x [T, K] from global memory.
 template <GGMLType TY, int TMAX, int R>
@@ -366,15 +353,6 @@ IL_HD int dp4a_us(uint32_t a, uint32_t b, int c) {
   return c;
 #endif
 }
-IL_HD uint32_t __float_as_uint_hd(float f) {
-#ifdef __CUDA_ARCH__
-  return __float_as_uint(f);
-#else
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return u;
-#endif
-}
 // Small int (|v| < 2^22) to float without a conversion instruction.
 IL_HD float small_i2f(int v) { return u2f(0x4B400000u + (uint32_t)v) - 12582912.0f; }
 
@@ -391,7 +369,7 @@ IL_HD void quantize_run16(const float v[16], uint32_t q[4], float& d, int& qsum)
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
       // round to nearest: the low bits of 1.5 * 2^23 + v / d hold the integer (two's complement byte)
-      b[e] = __float_as_uint_hd(fmaf(v[4 * w + e], inv, 12582912.0f));
+      b[e] = f2u(fmaf(v[4 * w + e], inv, 12582912.0f));
     }
     q[w] = byte_perm(byte_perm(b[0], b[1], 0x0040u), byte_perm(b[2], b[3], 0x0040u), 0x5410u);
   }
