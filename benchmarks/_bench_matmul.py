@@ -36,6 +36,7 @@ MATVEC_TYPES = ["Q4_K", "Q6_K", "Q8_0", "F16", "Q4_0", "Q4_1", "Q5_0", "Q5_K", "
 QUICK_TYPES = ["Q4_K", "Q6_K", "Q8_0", "F16"]
 PREFILL_TYPES = ["F16", "BF16", "Q4_K", "Q6_K", "Q8_0"]
 L2_FLUSH_BYTES = 200 << 20
+MMA_EXCLUDED = ("F32", "BF16")  # decode of these stays on the float32 kernels (csrc/kernels/cuda/matmul.cu)
 SPLIT_K_MAX_T, SPLIT_K_MIN_K = 2, 8192  # csrc/kernels/cuda/matmul.cuh kSplitKMaxT / kSplitKMinK  # > 2x the 50 MB L2 of an H100
 
 _BLOCK = {"F32": (1, 4), "F16": (1, 2), "BF16": (1, 2), "Q4_0": (32, 18), "Q4_1": (32, 20), "Q5_0": (32, 22),
@@ -115,18 +116,29 @@ def run_matvec(ctx) -> list[dict]:
                 y = inferlab.DeviceArray.empty((T, n), "float32", "cuda")
                 nbytes = wbytes + T * k * 4 + T * n * 4
                 op = "matvec" if T == 1 else f"decode T={T}"
-                # The kernel that matmul picks (auto), then (T <= 2) the other fused kernel for comparison.
-                auto = "fused_splitk" if T <= SPLIT_K_MAX_T and k >= SPLIT_K_MIN_K else "fused_staged"
-                paths = [auto]
-                if T <= SPLIT_K_MAX_T:
-                    paths.append("fused_staged" if auto == "fused_splitk" else "fused_splitk")
+                # The kernel that matmul picks (auto): tensor cores for quantized / F16 weights, else the
+                # float32 split-K or staged kernel; then, for comparison, the float32 kernel(s) it replaces
+                # and (T = 1) the chosen kernel without programmatic dependent launch.
+                f32 = "fused_splitk" if T <= SPLIT_K_MAX_T and k >= SPLIT_K_MIN_K else "fused_staged"
+                auto = "fused_mma" if t not in MMA_EXCLUDED else f32
+                paths = [auto] + ([f32] if auto != f32 else [])
+                if T <= SPLIT_K_MAX_T and not ctx.quick:
+                    paths.append("fused_staged" if f32 == "fused_splitk" else "fused_splitk")
                 for path in paths:
                     ms = float(_mm.bench_matmul_ms(x, [w._w for w in ws], y, iters, path))
                     kern = path.replace("fused_", "")
                     name = f"{op} {label}" if path == auto else f"{op} {label} [{kern}, not used]"
                     rows.append(ctx.row(SECTION, name, (n, k), t, ms, nbytes, 2.0 * T * n * k,
                                         note=f"{kern} kernel; {copies} weight copies cycled"))
-                if t not in ("F32", "F16", "BF16"):
+                if T == 1:
+                    old = _mm.set_pdl(False)
+                    try:
+                        ms = float(_mm.bench_matmul_ms(x, [w._w for w in ws], y, iters, auto))
+                    finally:
+                        _mm.set_pdl(old)
+                    rows.append(ctx.row(SECTION, f"{op} {label} [no PDL]", (n, k), t, ms, nbytes, 2.0 * T * n * k,
+                                        note="programmatic dependent launch off"))
+                if t not in ("F32", "F16", "BF16") and (T == 1 or not ctx.quick):
                     # opt-in int8 activations (dp4a split-K kernel); the x quantization is inside the kernel
                     ms = float(_mm.bench_matmul_ms(x, [w._w for w in ws], y, iters, "auto", True))
                     rows.append(ctx.row(SECTION, f"{op} {label} [int8 x]", (n, k), t, ms, nbytes, 2.0 * T * n * k,

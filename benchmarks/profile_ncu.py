@@ -49,10 +49,15 @@ def basic():
     _k.embedding_q(ids, qt, 8, V, d, emb, "bench")
 
 
-def matvec():
+MATVEC = [("Q4_K", 4096, 14336, (1, 8)), ("Q4_K", 4096, 4096, (1,)), ("Q6_K", 4096, 14336, (1,)),
+          ("Q8_0", 4096, 14336, (1,)), ("F16", 4096, 14336, (1,))]
+
+
+def matvec(types=None):
     rng = np.random.default_rng(0)
-    for t, n, k, Ts in [("Q4_K", 4096, 14336, (1, 8)), ("Q4_K", 4096, 4096, (1,)), ("Q6_K", 4096, 14336, (1,)),
-                        ("Q8_0", 4096, 14336, (1,)), ("F16", 4096, 14336, (1,))]:
+    for t, n, k, Ts in MATVEC:
+        if types and t not in types:
+            continue
         w = QWeight.from_bytes(random_raw(t, n, k), t, n, k, device="cuda", name=f"{t}")
         for T in Ts:
             x = _dev(rng.standard_normal((T, k)).astype(np.float32))
@@ -64,7 +69,9 @@ def matvec():
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", default="basic,matvec")
+    ap.add_argument("--types", default="", help="matvec: only these weight types (comma-separated)")
     args = ap.parse_args()
+    types = [t for t in args.types.split(",") if t]
     for s in args.only.split(","):
-        {"basic": basic, "matvec": matvec}[s]()
+        basic() if s == "basic" else matvec(types)
     inferlab._core.synchronize()

@@ -71,13 +71,26 @@ def ref_dequant(raw: np.ndarray, t: str, n: int, k: int) -> np.ndarray:
     return gguf.quants.dequantize(raw.reshape(n, -1), G[t]).astype(np.float64).reshape(n, k)
 
 
+MMA_MAX_K = 96 * 1024 // 2 - 8  # CUDA: the tensor-core decode kernel stages one row of x (fp16) up to this K
+
+
+def _mma_available() -> bool:
+    """The tensor-core decode kernel runs on compute capability >= 9 (it streams W with bulk copies)."""
+    if not inferlab.cuda_available():
+        return False
+    return tuple(inferlab.devices()[0]["compute_capability"]) >= (9, 0)
+
+
 def path_of(device: str, t: str, T: int, K: int = 16) -> str:
     """Which precision path the op takes (see kernels/_matmul.py). On CUDA, float weights whose K is not
-    a multiple of 16 always take the cuBLAS path (the fused kernel reads them 16 at a time)."""
+    a multiple of 16 always take the cuBLAS path (the fused kernel reads them 16 at a time); decode with
+    quantized or F16 weights runs the tensor-core kernel (W and x in fp16); BF16 decode stays float32."""
     is_float = t in ("F32", "F16", "BF16")
     fused_ok = not is_float or K % 16 == 0
-    if device == "cpu" or t == "F32" or (fused_ok and T <= (DECODE_MAX_T if is_float else CHUNKED_DECODE_MAX_T)):
+    if device == "cpu" or t == "F32":
         return "fp32"
+    if fused_ok and T <= (DECODE_MAX_T if is_float else CHUNKED_DECODE_MAX_T):
+        return "mma" if t != "BF16" and K <= MMA_MAX_K and _mma_available() else "fp32"
     return "bf16" if t == "BF16" else "fp16"
 
 
@@ -88,6 +101,8 @@ def tolerance(path: str, K: int, mag: np.ndarray, ref: np.ndarray, out_dtype: st
     f = (1.0 if t in ("F32", "F16", "BF16") else 4.0) * np.sqrt(K) * u32
     if path == "fp16":
         f += 2.5 * 2.0 ** -11  # x and W rounded to fp16: each product off by <= ~2 u16
+    elif path == "mma":
+        f += 4.0 * 2.0 ** -11  # also the unit's scale and min rounded to fp16 before W is formed
     elif path == "bf16":
         f += 1.5 * 2.0 ** -8   # x rounded to bf16 (BF16 weights are exact)
     tol = f * mag + 1e-30
@@ -376,6 +391,73 @@ def test_cuda_graph_capture(rng, t, T):
 
 
 @pytest.mark.cuda
+@pytest.mark.parametrize("t", ["Q4_K", "Q6_K", "Q8_0", "F16", "Q4_0", "Q5_K", "Q2_K", "BF16"])
+def test_cuda_forced_decode_paths(rng, t):
+    """Every decode kernel, forced (the benchmark's paths), computes y within its precision class, at a
+    Llama-3 down shape (K = 14336: the tensor-core kernel runs T = 8 in 3 launches) and a small odd one."""
+    mm = inferlab._core.matmul
+    for n, k in [(203, 14336), (37, 512)]:
+        raw = make_weight(rng, t, n, k)
+        w = QWeight.from_bytes(raw, t, n, k, device="cuda")
+        W = ref_dequant(raw, t, n, k)
+        for T in (1, 2, 5, 8):
+            x = rng.standard_normal((T, k)).astype(np.float32)
+            xf = x.astype(np.float64)
+            ref, mag = xf @ W.T, np.abs(xf) @ np.abs(W).T
+            mma = t != "BF16" and _mma_available()
+            # the tensor-core kernel also with its smallest ring (two tiles: every tile refilled many times
+            # at K = 14336) and with 3 warps (warps that get no step of a chunk)
+            runs = [("fused_staged", None)] + ([("fused_splitk", None)] if T <= 2 else []) + (
+                [("fused_mma", None), ("fused_mma", (1, 8)), ("fused_mma", (96, 3))] if mma else [])
+            for path, knobs in runs:
+                y = inferlab.DeviceArray.from_numpy(np.full((T, n), np.nan, np.float32), "cuda")
+                if knobs:
+                    mm.tune_mma_decode(*knobs)
+                try:
+                    mm.bench_matmul_ms(inferlab.DeviceArray.from_numpy(x, "cuda"), [w._w], y, 1, path)
+                finally:
+                    mm.tune_mma_decode()
+                tol = tolerance("mma" if path == "fused_mma" else "fp32", k, mag, ref, "float32", t)
+                err = np.abs(y.numpy() - ref)
+                assert (err <= tol).all(), (path, knobs, n, k, T, float(np.nanmax(err / tol)))
+    with pytest.raises(ValueError, match="ring_kib"):
+        mm.tune_mma_decode(0, 8)
+    with pytest.raises(ValueError, match="warps"):
+        mm.tune_mma_decode(64, 9)
+    if t == "BF16":
+        with pytest.raises(ValueError, match="tensor-core"):
+            mm.bench_matmul_ms(inferlab.DeviceArray.from_numpy(x, "cuda"), [w._w], y, 1, "fused_mma")
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("t", ["Q4_K", "F16"])
+def test_cuda_mma_decode_nan_inf_and_pdl(rng, t):
+    """Tensor-core decode: NaN / inf in a row of x reach only that row of y; huge finite x is rescaled, not
+    overflowed; with programmatic dependent launch off the result is bit-identical."""
+    n, k, T = 48, 1024, 4
+    raw = make_weight(rng, t, n, k)
+    w = QWeight.from_bytes(raw, t, n, k, device="cuda")
+    x = rng.standard_normal((T, k)).astype(np.float32)
+    x[1, 7] = np.nan
+    x[2, 9] = np.inf
+    x[3] *= 1e6
+    y = matmul(x, w)
+    assert np.isnan(y[1]).all() and not np.isfinite(y[2]).any()
+    assert np.isfinite(y[[0, 3]]).all()
+    W = ref_dequant(raw, t, n, k)
+    xf = x[[0, 3]].astype(np.float64)
+    tol = tolerance("mma", k, np.abs(xf) @ np.abs(W).T, xf @ W.T, "float32", t)
+    assert (np.abs(y[[0, 3]] - xf @ W.T) <= tol).all()
+    mm = inferlab._core.matmul
+    old = mm.set_pdl(False)
+    try:
+        y2 = matmul(x, w)
+    finally:
+        mm.set_pdl(old)
+    np.testing.assert_array_equal(y2, y)
+
+
+@pytest.mark.cuda
 def test_cuda_matches_cpu_on_device_arrays(rng):
     """DeviceArray in, DeviceArray out; the same weight on both devices agrees."""
     t, n, k = "Q5_1", 300, 1024
@@ -385,7 +467,12 @@ def test_cuda_matches_cpu_on_device_arrays(rng):
     yc = matmul(x, wc)
     yg = matmul(inferlab.DeviceArray.from_numpy(x, "cuda"), wg)
     assert isinstance(yg, inferlab.DeviceArray) and yg.device == "cuda"
-    np.testing.assert_allclose(yg.numpy(), yc, rtol=1e-4, atol=1e-4)
+    W = ref_dequant(raw, t, n, k)
+    xf = x.astype(np.float64)
+    mag = np.abs(xf) @ np.abs(W).T
+    tol = tolerance(path_of("cuda", t, 6, k), k, mag, xf @ W.T, "float32", t) + \
+        tolerance("fp32", k, mag, xf @ W.T, "float32", t)
+    assert (np.abs(yg.numpy() - yc) <= tol).all()
 
 
 @pytest.mark.cuda
@@ -446,7 +533,10 @@ def test_from_gguf(tmp_path, rng, device):
     assert w2.type == "Q4_K" and w2.shape == (5, 512)
     assert np.array_equal(w2.gguf_bytes(), k4.reshape(-1))
     x = rng.standard_normal((2, 256)).astype(np.float32)
-    np.testing.assert_allclose(matmul(x, w1), R.matmul(x, w1), rtol=1e-5, atol=1e-4)
+    W1 = ref_dequant(q8, "Q8_0", 24, 256)
+    mag = np.abs(x.astype(np.float64)) @ np.abs(W1).T
+    tol = tolerance(path_of(device, "Q8_0", 2, 256), 256, mag, x @ W1.T, "float32", "Q8_0")
+    assert (np.abs(matmul(x, w1) - R.matmul(x, w1)) <= tol + 1e-5 * mag).all()
     with pytest.raises(ValueError, match="closed"):
         QWeight.from_gguf(f, "a.weight")
     with pytest.raises(FileNotFoundError):

@@ -131,9 +131,10 @@ void bind_matmul(py::module_& m) {
           if (path == "fused") p.path = cuda::MatmulPath::Fused;
           else if (path == "fused_staged") p.path = cuda::MatmulPath::FusedStaged;
           else if (path == "fused_splitk") p.path = cuda::MatmulPath::FusedSplitK;
+          else if (path == "fused_mma") p.path = cuda::MatmulPath::FusedMma;
           else if (path == "cublas") p.path = cuda::MatmulPath::Cublas;
-          else IL_CHECK_ARG(path == "auto", "path must be 'auto', 'fused', 'fused_staged', 'fused_splitk' or 'cublas', got '",
-                             path, "'");
+          else IL_CHECK_ARG(path == "auto", "path must be 'auto', 'fused', 'fused_mma', 'fused_staged', 'fused_splitk' or "
+                            "'cublas', got '", path, "'");
           calls.push_back(p);
         }
         py::gil_scoped_release release;
@@ -147,8 +148,35 @@ void bind_matmul(py::module_& m) {
       py::arg("x"), py::arg("weights"), py::arg("y"), py::arg("iters") = 50, py::arg("path") = "auto",
       py::arg("int8_activations") = false,
       "ms per matmul(x, w, y) on CUDA, cycling through `weights`, timed as a CUDA graph replay. path: 'auto', "
-      "'fused' (the decode kernels, in chunks of 8 rows), 'fused_staged' / 'fused_splitk' (one of the two decode "
-      "kernels) or 'cublas' (dequantize to fp16 + cuBLAS).");
+      "'fused' (the decode kernels, in chunks of 8 rows), 'fused_mma' (the tensor-core decode kernel), 'fused_staged' / "
+      "'fused_splitk' (one of the two float32 decode kernels) or 'cublas' (dequantize to fp16 + cuBLAS).");
+  mm.def(
+      "set_pdl",
+      [](bool on) -> bool {
+#ifdef INFERLAB_WITH_CUDA
+        return cuda::set_pdl_enabled(on);
+#else
+        (void)on;
+        return false;
+#endif
+      },
+      py::arg("on"),
+      "Programmatic dependent launch of the CUDA decode kernels (Hopper+; on by default). Returns the previous "
+      "setting. For measurements.");
+  mm.def(
+      "tune_mma_decode",
+      [](int ring_kib, int warps) {
+#ifdef INFERLAB_WITH_CUDA
+        cuda::tune_mma_decode(ring_kib, warps);
+#else
+        (void)ring_kib; (void)warps;
+        require_cuda("tune_mma_decode");
+#endif
+      },
+      py::arg("ring_kib") = 64, py::arg("warps") = 8,
+      "Tensor-core decode kernel knobs, for measurements: KiB of weight tiles in flight per block (its "
+      "shared-memory ring, 1..96; at least two tiles) and warps per block (1..8). The defaults are the measured "
+      "choice.");
   mm.def(
       "bench_copy_ms",
       [](const std::vector<Tensor>& dsts, const std::vector<Tensor>& srcs, int iters) -> double {

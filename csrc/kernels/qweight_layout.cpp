@@ -70,9 +70,13 @@ int64_t split_side_offset(GGMLType type, int64_t n, int64_t k) {
   return (nblocks * si.payload_bytes + 255) / 256 * 256;
 }
 
-int64_t split_total_bytes(GGMLType type, int64_t n, int64_t k) {
+int64_t split_side_stride(GGMLType type, int64_t k) {
   const SplitInfo si = split_info(type);
-  return split_side_offset(type, n, k) + n * (k / block_size_of(type)) * si.side_bytes;
+  return ((k / block_size_of(type)) * si.side_bytes + 15) / 16 * 16;
+}
+
+int64_t split_total_bytes(GGMLType type, int64_t n, int64_t k) {
+  return split_side_offset(type, n, k) + n * split_side_stride(type, k);
 }
 
 void split_from_gguf(GGMLType type, int64_t n, int64_t k, const uint8_t* src, uint8_t* dst) {
@@ -81,14 +85,15 @@ void split_from_gguf(GGMLType type, int64_t n, int64_t k, const uint8_t* src, ui
   const SplitInfo si = split_info(type);
   const int64_t nblocks = n * (k / block_size_of(type));
   const int64_t ts = type_size_of(type);
-  const int64_t side_off = split_side_offset(type, n, k);
+  const int64_t nb = k / block_size_of(type), sst = split_side_stride(type, k);
   std::memset(dst, 0, (size_t)split_total_bytes(type, n, k));
-  uint8_t* side = dst + side_off;
+  uint8_t* side = dst + split_side_offset(type, n, k);
   for (int64_t b = 0; b < nblocks; ++b) {
     const uint8_t* blk = src + b * ts;
+    uint8_t* sd = side + (b / nb) * sst + (b % nb) * si.side_bytes;
     std::memcpy(dst + b * si.payload_bytes, blk + r.payload_src, (size_t)si.payload_bytes);
     for (int i = 0; i < r.npieces; ++i)
-      std::memcpy(side + b * si.side_bytes + r.pieces[i].dst, blk + r.pieces[i].src, (size_t)r.pieces[i].len);
+      std::memcpy(sd + r.pieces[i].dst, blk + r.pieces[i].src, (size_t)r.pieces[i].len);
   }
 }
 
@@ -98,12 +103,14 @@ void gguf_from_split(GGMLType type, int64_t n, int64_t k, const uint8_t* src, ui
   const SplitInfo si = split_info(type);
   const int64_t nblocks = n * (k / block_size_of(type));
   const int64_t ts = type_size_of(type);
+  const int64_t nb = k / block_size_of(type), sst = split_side_stride(type, k);
   const uint8_t* side = src + split_side_offset(type, n, k);
   for (int64_t b = 0; b < nblocks; ++b) {
     uint8_t* blk = dst + b * ts;
+    const uint8_t* sd = side + (b / nb) * sst + (b % nb) * si.side_bytes;
     std::memcpy(blk + r.payload_src, src + b * si.payload_bytes, (size_t)si.payload_bytes);
     for (int i = 0; i < r.npieces; ++i)
-      std::memcpy(blk + r.pieces[i].src, side + b * si.side_bytes + r.pieces[i].dst, (size_t)r.pieces[i].len);
+      std::memcpy(blk + r.pieces[i].src, sd + r.pieces[i].dst, (size_t)r.pieces[i].len);
   }
 }
 

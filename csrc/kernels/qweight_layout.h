@@ -7,9 +7,11 @@
 //   payload: the quant bits (and, for Q2_K / Q6_K, the packed sub-block scales), a multiple of 16 bytes,
 //            so kernels can read it with aligned 16-byte loads;
 //   side:    the block's fp16 scale(s) and whatever else is left, 2 to 16 bytes.
-// The data buffer holds all payloads, then (at byte offset split_side_offset(), 256-aligned) all sides:
+// The data buffer holds all payloads, then (at byte offset split_side_offset(), 256-aligned) all sides,
+// each row's sides padded to a multiple of 16 bytes (split_side_stride(), so a row's run of sides can be
+// copied with 16-byte bulk copies, see kernels/cuda/matmul_mma.cuh):
 //   payload of block b of row n: data + (n * nb + b) * PB
-//   side    of block b of row n: data + side_offset + (n * nb + b) * SB       (nb = k / block size)
+//   side    of block b of row n: data + side_offset + n * side_stride + b * SB     (nb = k / block size)
 // Per type (byte ranges refer to the ggml block; "pad" bytes are zero):
 //   type   PB  payload                         SB  side
 //   Q4_0   16  qs[16]            [2, 18)        2  d
@@ -48,6 +50,8 @@ bool matmul_supports(GGMLType type);
 
 // Byte offset of the side array and total byte size of a split-layout buffer for an [n, k] weight.
 int64_t split_side_offset(GGMLType type, int64_t n, int64_t k);
+// Bytes from one row's sides to the next: k / block size * SB rounded up to a multiple of 16.
+int64_t split_side_stride(GGMLType type, int64_t k);
 int64_t split_total_bytes(GGMLType type, int64_t n, int64_t k);
 
 // Converts `n * row_bytes` GGUF-layout bytes into the split layout (dst: split_total_bytes bytes).

@@ -8,7 +8,9 @@
 //   * the decode kernel's per-lane work (mmv_load_step / mmv_compute_step / stage_x_item over the kernel's
 //     block / warp / lane / pass structure, lanes summed like the warp reduction) against a float64 dot;
 //     also with forced multi-pass staging;
-//   * that the 16-byte shared-memory reads of every quarter-warp hit distinct bank groups.
+//   * that the 16-byte shared-memory reads of every quarter-warp hit distinct bank groups;
+//   * the tensor-core kernel (matmul_mma.cuh): x staging, the lanes' A / B fragments and the C layout, with
+//     mma.m16n8k16 emulated from the PTX fragment layout, for T = 1..8 and x with |x| >= 2^15.
 // Prints one line per failure and exits 1 if any.
 #include <algorithm>
 #include <array>
@@ -23,6 +25,7 @@
 #include "gguf/dequant.h"
 #include "kernels/int8_activations.h"
 #include "kernels/cuda/matmul_kernels.cuh"
+#include "kernels/cuda/matmul_mma.cuh"
 #include "kernels/qweight_layout.h"
 
 using namespace inferlab;
@@ -97,6 +100,7 @@ static EmuWeight make_emu_weight(int64_t n, int64_t k, std::mt19937& g) {
     split_from_gguf(TY, n, k, e.raw.data(), e.split.data());
     e.v.pay = e.split.data();
     e.v.side = e.split.data() + split_side_offset(TY, n, k);
+    e.v.sst = split_side_stride(TY, k);
     e.v.nb = k / ggml_type_traits((int32_t)TY)->block_size;
   }
   return e;
@@ -329,6 +333,192 @@ static void check_split_k(std::mt19937& g) {
   std::printf("ok %s split-k\n", name);
 }
 
+// mma.m16n8k16 (row.col, f16 inputs, f32 accumulation) from the 32 lanes' fragments, per the PTX layout:
+// lane (g, tig) = (l / 4, l % 4) holds A[g][2tig..+1], A[g+8][2tig..+1], A[g][2tig+8..+9], A[g+8][2tig+8..+9],
+// B[2tig..+1][g], B[2tig+8..+9][g] and C[g][2tig..+1], C[g+8][2tig..+1].
+static void emu_mma(float (&c)[32][4], const uint32_t (&a)[32][4], const uint32_t (&b)[32][2]) {
+  double A[16][16], B[16][8];
+  for (int l = 0; l < 32; ++l) {
+    const int g = l >> 2, t = l & 3;
+    for (int h = 0; h < 2; ++h) {
+      A[g][2 * t + h] = h ? h_hi(a[l][0]) : h_lo(a[l][0]);
+      A[g + 8][2 * t + h] = h ? h_hi(a[l][1]) : h_lo(a[l][1]);
+      A[g][2 * t + 8 + h] = h ? h_hi(a[l][2]) : h_lo(a[l][2]);
+      A[g + 8][2 * t + 8 + h] = h ? h_hi(a[l][3]) : h_lo(a[l][3]);
+      B[2 * t + h][g] = h ? h_hi(b[l][0]) : h_lo(b[l][0]);
+      B[2 * t + 8 + h][g] = h ? h_hi(b[l][1]) : h_lo(b[l][1]);
+    }
+  }
+  for (int l = 0; l < 32; ++l)
+    for (int cc = 0; cc < 4; ++cc) {
+      const int r = mmq_c_row(l, cc), col = mmq_c_t(l, cc);
+      double v = c[l][cc];
+      for (int kk = 0; kk < 16; ++kk) v += A[r][kk] * B[kk][col];
+      c[l][cc] = (float)v;
+    }
+}
+
+// The tensor-core decode kernel (mmq_kernel): staging, lane fragments and the C layout over the kernel's
+// block / warp / step structure, against a float64 dot, within the fp16 tolerance of the tests (W and x
+// rounded to fp16).
+template <GGMLType TY>
+static void check_mma(std::mt19937& g) {
+  using Q = QT<TY>;
+  const char* name = ggml_type_traits((int32_t)TY)->name;
+  const int64_t bs = ggml_type_traits((int32_t)TY)->block_size;
+  struct Shape { int64_t n, k; };
+  std::vector<Shape> shapes = {{21, 512}, {16, 3072}, {18, 2816}};
+  // mmq_issue: for any warp count, the lanes (warp w, lane l: row w + W (l / 2), part l % 2) issue every
+  // (row, part) of a tile exactly once.
+  for (int W = 1; W <= kMmqMaxWarps; ++W) {
+    int seen[kMmqRows][2] = {};
+    for (int w = 0; w < W; ++w)
+      for (int l = 0; l < 32; ++l)
+        if (w + W * (l >> 1) < kMmqRows) ++seen[w + W * (l >> 1)][l & 1];
+    for (int r = 0; r < kMmqRows; ++r)
+      if (seen[r][0] != 1 || seen[r][1] != 1) {
+        FAIL("%s mma: with %d warps, tile row %d is copied %d / %d times", name, W, r, seen[r][0], seen[r][1]);
+        return;
+      }
+  }
+  if (bs == 32) shapes.push_back({7, 96});
+  if (Q::IS_FLOAT) shapes.push_back({9, 48});
+  for (Shape sh : shapes) {
+    const int64_t n = sh.n, k = sh.k, ldx = mmq_ldx(k);
+    const EmuWeight ew = make_emu_weight<TY>(n, k, g);
+    const std::vector<float>& ref = ew.ref;
+    using G = MmqTile<TY>;
+    const int64_t nsteps = (ew.v.nb * Q::LPB + 3) / 4, nchunks = mmq_chunks<TY>(ew.v);
+    const int W = (int)std::max<int64_t>(1, std::min<int64_t>(kMmqMaxWarps, nsteps));  // as launch_mmq
+    for (int T : {1, 3, 8}) {
+      for (int xk : {kXF32, kXF16}) {
+        for (bool big : {false, true}) {
+          if (big && xk != kXF32) continue;
+          std::normal_distribution<float> nd(0.f, big ? 3.0e5f : 1.f);
+          std::vector<float> x((size_t)(T * k));
+          std::vector<uint16_t> x16((size_t)(T * k));
+          for (size_t i = 0; i < x.size(); ++i) {
+            const float f = nd(g);
+            if (xk == kXF16) { x16[i] = f32_to_fp16(f); x[i] = fp16_to_f32(x16[i]); }
+            else x[i] = f;
+          }
+          MmvArgs a;
+          a.w = ew.v;
+          a.x = xk == kXF32 ? static_cast<const void*>(x.data()) : static_cast<const void*>(x16.data());
+          a.x_kind = xk;
+          a.x_vec = true;
+          a.t = T;
+          // staging (the kernel's two passes)
+          std::vector<uint16_t> xs((size_t)(T * ldx), 0xffffu);  // NaN padding: must never be read
+          float xscale[kMmqMaxT];
+          for (int t = 0; t < T; ++t) {
+            float m = 0.f;
+            for (int64_t i = 0; i < k / 4; ++i) {
+              float v[4];
+              load_x4(a, t * k + 4 * i, v);
+              for (float e : v) m = fmax_nan(m, std::fabs(e));
+            }
+            xscale[t] = mmq_x_scale(m);
+            if (big && !(xscale[t] < 1.f)) FAIL("%s mma: |x| ~ 1e6 not scaled down (scale %g)", name, xscale[t]);
+            for (int64_t i = 0; i < k / 4; ++i) {
+              float v[4];
+              load_x4(a, t * k + 4 * i, v);
+              const uint2 h = mmq_x4_h(v[0], v[1], v[2], v[3], xscale[t]);
+              std::memcpy(&xs[t * ldx + 4 * i], &h, 8);
+            }
+          }
+          for (int64_t row0 = 0; row0 < n; row0 += kMmqRows) {
+            double y[kMmqRows][kMmqMaxT] = {};
+            static float c[kMmqMaxWarps][32][4];
+            std::memset(c, 0, sizeof(c));
+            std::vector<uint8_t> tile((size_t)G::BYTES);
+            std::uniform_int_distribution<int> byte(0, 255);
+            for (int64_t ch = 0; ch < nchunks; ++ch) {
+              // The copy engine's part: garbage first (rows past n keep it; copies must cover the rest).
+              for (uint8_t& v : tile) v = (uint8_t)byte(g);
+              int64_t copied = 0;
+              for (int r = 0; r < kMmqRows && row0 + r < n; ++r)
+                for (int part = 0; part < 2; ++part) {
+                  const uint8_t* src = nullptr;
+                  int dst = 0;
+                  const int bytes = mmq_copy<TY>(ew.v, row0, r, ch, part, src, dst);
+                  if (bytes == 0) continue;
+                  const uint8_t* base = Q::IS_FLOAT ? ew.raw.data() : ew.split.data();
+                  const size_t size = Q::IS_FLOAT ? ew.raw.size() : ew.split.size();
+                  if ((src - base) % 16 || dst % 16 || bytes % 16 || src < base || src - base + bytes > (int64_t)size ||
+                      dst + bytes > G::BYTES || (part == 1 && src + bytes > ew.v.side + (row0 + r + 1) * ew.v.sst)) {
+                    FAIL("%s mma: bad bulk copy (chunk %lld row %d part %d: src +%lld, dst %d, %d bytes)", name,
+                         (long long)ch, r, part, (long long)(src - base), dst, bytes);
+                    return;
+                  }
+                  std::memcpy(tile.data() + dst, src, (size_t)bytes);
+                  copied += bytes;
+                }
+              int64_t announced = 0;
+              for (int w = 0; w < W; ++w) announced += mmq_warp_chunk_bytes<TY>(ew.v, row0, ch, w, W);
+              if (copied != announced) {
+                FAIL("%s mma: chunk %lld copies %lld bytes, the warps announce %lld", name, (long long)ch,
+                     (long long)copied, (long long)announced);
+                return;
+              }
+              const int nbc = mmq_chunk_blocks<TY>(ew.v, ch), kb0 = (int)(ch * G::CB * Q::QK);
+              if (nbc == G::CB && mmq_chunk_steps<TY>(nbc) != G::STEPS) {
+                FAIL("%s mma: a full chunk has %d steps, not STEPS = %d", name, mmq_chunk_steps<TY>(nbc), G::STEPS);
+                return;
+              }
+              for (int w = 0; w < W; ++w) {
+                for (int sl = w; sl < mmq_chunk_steps<TY>(nbc); sl += W) {
+                  uint32_t af[Q::RUNS][4][32][4], bf[Q::RUNS][4][32][2];
+                  for (int l = 0; l < 32; ++l) {
+                    const int gg = l >> 2, tig = l & 3;
+                    typename Q::Regs regs[2];
+                    int bl, sub;
+                    const bool valid = mmq_lane_unit<TY>(sl, tig, nbc, bl, sub);
+                    if (valid) mmq_tile_load<TY>(regs, tile.data(), gg, bl, sub);
+                    for (int j = 0; j < Q::RUNS; ++j) {
+                      uint32_t fr[4][4] = {};
+                      if (valid) mmq_a_run<TY>(regs[0], regs[1], sub, j, fr);
+                      const int64_t e = kb0 + bl * Q::QK + Q::run_offset(sub, j);
+                      for (int i = 0; i < 4; ++i) {
+                        for (int q = 0; q < 4; ++q) af[j][i][l][q] = fr[i][q];
+                        uint32_t bb[2];
+                        mmq_b_frag(xs.data(), ldx, valid ? gg : kMmqMaxT, T, e + 4 * i, bb);
+                        bf[j][i][l][0] = bb[0];
+                        bf[j][i][l][1] = bb[1];
+                      }
+                    }
+                  }
+                  for (int j = 0; j < Q::RUNS; ++j)
+                    for (int i = 0; i < 4; ++i) emu_mma(c[w], af[j][i], bf[j][i]);
+                }
+              }
+            }
+            for (int w = 0; w < W; ++w)
+              for (int l = 0; l < 32; ++l)
+                for (int cc = 0; cc < 4; ++cc)
+                  if (mmq_c_t(l, cc) < T) y[mmq_c_row(l, cc)][mmq_c_t(l, cc)] += c[w][l][cc];
+            for (int r = 0; r < kMmqRows && row0 + r < n; ++r)
+              for (int t = 0; t < T; ++t) {
+                double want = 0, mag = 0;
+                for (int64_t i = 0; i < k; ++i) {
+                  want += (double)x[t * k + i] * ref[(row0 + r) * k + i];
+                  mag += std::fabs((double)x[t * k + i] * ref[(row0 + r) * k + i]);
+                }
+                const double got = y[r][t] / xscale[t];
+                if (!(std::fabs(got - want) <= 4.0 * std::ldexp(1.0, -11) * mag + 1e-6)) {
+                  FAIL("%s mma n=%lld k=%lld T=%d x_kind=%d big=%d row %lld t %d: got %g want %g (mag %g)", name,
+                       (long long)n, (long long)k, T, xk, (int)big, (long long)(row0 + r), t, got, want, mag);
+                  return;
+                }
+              }
+          }
+        }
+      }
+    }
+  }
+  std::printf("ok %s mma\n", name);
+}
+
 // The int8-activation split-K kernel (mmvk_kernel<..., I8 = true>): against a float64 dot with the exact x,
 // within the quantization bound sum over runs of (max|x_run| / 254) * sum |w_run| (+ float32 rounding);
 // and against the CPU twin's fake-quantized x (quantize_x_int8_runs), which it must match to float32
@@ -465,6 +655,17 @@ int main() {
   check_split_k_int8<GGMLType::Q4_K>(g);
   check_split_k_int8<GGMLType::Q5_K>(g);
   check_split_k_int8<GGMLType::Q6_K>(g);
+  check_mma<GGMLType::F16>(g);
+  check_mma<GGMLType::Q4_0>(g);
+  check_mma<GGMLType::Q4_1>(g);
+  check_mma<GGMLType::Q5_0>(g);
+  check_mma<GGMLType::Q5_1>(g);
+  check_mma<GGMLType::Q8_0>(g);
+  check_mma<GGMLType::Q2_K>(g);
+  check_mma<GGMLType::Q3_K>(g);
+  check_mma<GGMLType::Q4_K>(g);
+  check_mma<GGMLType::Q5_K>(g);
+  check_mma<GGMLType::Q6_K>(g);
   if (g_fail) {
     std::printf("%d failures\n", g_fail);
     return 1;

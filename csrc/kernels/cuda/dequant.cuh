@@ -42,6 +42,7 @@ struct QView {
   const uint8_t* side = nullptr;  // split layout: side array (unused for float types)
   int64_t n = 0, k = 0;           // rows, columns
   int64_t nb = 0;                 // blocks per row (float types: k / 16)
+  int64_t sst = 0;                // split layout: bytes from one row's sides to the next (split_side_stride)
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -102,46 +103,59 @@ IL_HD uint32_t byte_perm(uint32_t x, uint32_t y, uint32_t s) {
 #endif
 }
 
-// Streaming (evict-first) 16-byte load for weights: read once, keep L1 for activations.
+// Weight loads. SH = false: global memory (ld_stream16: streaming, evict-first, for payloads read once;
+// ld_ro*: read-only cache, for the small side records). SH = true: the same bytes staged in shared memory
+// (the tensor-core decode kernel bulk-copies tiles of the split layout there; a plain dereference of a
+// pointer into shared memory compiles to a shared load).
+template <bool SH = false>
 IL_HD uint4 ld_stream16(const uint8_t* p) {
 #ifdef __CUDA_ARCH__
-  return __ldcs(reinterpret_cast<const uint4*>(p));
+  if constexpr (SH) return *reinterpret_cast<const uint4*>(p);
+  else return __ldcs(reinterpret_cast<const uint4*>(p));
 #else
   uint4 v;
   std::memcpy(&v, p, 16);
   return v;
 #endif
 }
+template <bool SH = false>
 IL_HD uint4 ld_ro16(const uint8_t* p) {
 #ifdef __CUDA_ARCH__
-  return __ldg(reinterpret_cast<const uint4*>(p));
+  if constexpr (SH) return *reinterpret_cast<const uint4*>(p);
+  else return __ldg(reinterpret_cast<const uint4*>(p));
 #else
   uint4 v;
   std::memcpy(&v, p, 16);
   return v;
 #endif
 }
+template <bool SH = false>
 IL_HD uint2 ld_ro8(const uint8_t* p) {
 #ifdef __CUDA_ARCH__
-  return __ldg(reinterpret_cast<const uint2*>(p));
+  if constexpr (SH) return *reinterpret_cast<const uint2*>(p);
+  else return __ldg(reinterpret_cast<const uint2*>(p));
 #else
   uint2 v;
   std::memcpy(&v, p, 8);
   return v;
 #endif
 }
+template <bool SH = false>
 IL_HD uint32_t ld_ro4(const uint8_t* p) {
 #ifdef __CUDA_ARCH__
-  return __ldg(reinterpret_cast<const unsigned int*>(p));
+  if constexpr (SH) return *reinterpret_cast<const unsigned int*>(p);
+  else return __ldg(reinterpret_cast<const unsigned int*>(p));
 #else
   uint32_t v;
   std::memcpy(&v, p, 4);
   return v;
 #endif
 }
+template <bool SH = false>
 IL_HD uint32_t ld_ro2(const uint8_t* p) {
 #ifdef __CUDA_ARCH__
-  return __ldg(reinterpret_cast<const unsigned short*>(p));
+  if constexpr (SH) return *reinterpret_cast<const unsigned short*>(p);
+  else return __ldg(reinterpret_cast<const unsigned short*>(p));
 #else
   uint16_t v;
   std::memcpy(&v, p, 2);
@@ -216,7 +230,7 @@ struct QTQuant {
     return v.pay + (row * v.nb + blk) * PB;
   }
   static IL_HD const uint8_t* side(const QView& v, int64_t row, int64_t blk) {
-    return v.side + (row * v.nb + blk) * SB;
+    return v.side + row * v.sst + blk * SB;
   }
   static IL_HD float4 cvt(uint32_t q) { return codes_to_float4(q, MAGIC_OFF); }
 };
@@ -224,9 +238,10 @@ struct QTQuant {
 // Q4_0: d * (q - 8); payload qs[16] (element j: low nibble of qs[j], element j+16: high nibble); side d.
 template <> struct QT<GGMLType::Q4_0> : QTQuant<32, 1, 2, 16, 2, false, 8> {
   struct Regs { uint4 q; float d; };
+  template <bool SH = false>
   static IL_HD void load(Regs& r, const uint8_t* p, const uint8_t* s, int) {
-    r.q = ld_stream16(p);
-    r.d = h2f(ld_ro2(s));
+    r.q = ld_stream16<SH>(p);
+    r.d = h2f(ld_ro2<SH>(s));
   }
   static constexpr bool ROT_REGS = true;
   static IL_HD void rotate_regs(Regs& r, int rot) { r.q = rotate_words(r.q, rot); }
@@ -243,9 +258,10 @@ template <> struct QT<GGMLType::Q4_0> : QTQuant<32, 1, 2, 16, 2, false, 8> {
 // Q4_1: d * q + m; side d, m.
 template <> struct QT<GGMLType::Q4_1> : QTQuant<32, 1, 2, 16, 4, true, 0> {
   struct Regs { uint4 q; float d, m; };
+  template <bool SH = false>
   static IL_HD void load(Regs& r, const uint8_t* p, const uint8_t* s, int) {
-    r.q = ld_stream16(p);
-    const uint32_t dm = ld_ro4(s);
+    r.q = ld_stream16<SH>(p);
+    const uint32_t dm = ld_ro4<SH>(s);
     r.d = h2f(dm);
     r.m = h2f(dm >> 16);
   }
@@ -264,9 +280,10 @@ template <> struct QT<GGMLType::Q4_1> : QTQuant<32, 1, 2, 16, 4, true, 0> {
 // Q5_0: d * (q - 16), q = nibble | (bit e of qh) << 4; side qh (u32), d.
 template <> struct QT<GGMLType::Q5_0> : QTQuant<32, 1, 2, 16, 8, false, 16> {
   struct Regs { uint4 q; uint32_t qh; float d; };
+  template <bool SH = false>
   static IL_HD void load(Regs& r, const uint8_t* p, const uint8_t* s, int) {
-    r.q = ld_stream16(p);
-    const uint2 sd = ld_ro8(s);
+    r.q = ld_stream16<SH>(p);
+    const uint2 sd = ld_ro8<SH>(s);
     r.qh = sd.x;
     r.d = h2f(sd.y);
   }
@@ -284,9 +301,10 @@ template <> struct QT<GGMLType::Q5_0> : QTQuant<32, 1, 2, 16, 8, false, 16> {
 // Q5_1: d * q + m; side qh, d, m.
 template <> struct QT<GGMLType::Q5_1> : QTQuant<32, 1, 2, 16, 8, true, 0> {
   struct Regs { uint4 q; uint32_t qh; float d, m; };
+  template <bool SH = false>
   static IL_HD void load(Regs& r, const uint8_t* p, const uint8_t* s, int) {
-    r.q = ld_stream16(p);
-    const uint2 sd = ld_ro8(s);
+    r.q = ld_stream16<SH>(p);
+    const uint2 sd = ld_ro8<SH>(s);
     r.qh = sd.x;
     r.d = h2f(sd.y);
     r.m = h2f(sd.y >> 16);
@@ -305,9 +323,10 @@ template <> struct QT<GGMLType::Q5_1> : QTQuant<32, 1, 2, 16, 8, true, 0> {
 // Q8_0: d * q, q int8 (code = q ^ 0x80, OFF 128); two units of 16 per block.
 template <> struct QT<GGMLType::Q8_0> : QTQuant<32, 2, 1, 32, 2, false, 128> {
   struct Regs { uint4 q; float d; };
+  template <bool SH = false>
   static IL_HD void load(Regs& r, const uint8_t* p, const uint8_t* s, int sub) {
-    r.q = ld_stream16(p + 16 * sub);
-    r.d = h2f(ld_ro2(s));
+    r.q = ld_stream16<SH>(p + 16 * sub);
+    r.d = h2f(ld_ro2<SH>(s));
   }
   static IL_HD int run_offset(int sub, int) { return 16 * sub; }
   static IL_HD void run(const Regs& r, int, int, uint32_t q[4], float& s, float& m) {
@@ -322,10 +341,11 @@ template <> struct QT<GGMLType::Q8_0> : QTQuant<32, 2, 1, 32, 2, false, 128> {
 // d * (sc & 15) * q - dmin * (sc >> 4). Unit sub: qs bytes [16 sub, +16), n = sub/2, 4 runs (j).
 template <> struct QT<GGMLType::Q2_K> : QTQuant<256, 4, 4, 80, 4, true, 0> {
   struct Regs { uint4 q; uint2 sc; float d, dmin; };
+  template <bool SH = false>
   static IL_HD void load(Regs& r, const uint8_t* p, const uint8_t* s, int sub) {
-    r.q = ld_stream16(p + 16 + 16 * sub);
-    r.sc = ld_ro8(p + 8 * (sub >> 1));
-    const uint32_t dd = ld_ro4(s);
+    r.q = ld_stream16<SH>(p + 16 + 16 * sub);
+    r.sc = ld_ro8<SH>(p + 8 * (sub >> 1));
+    const uint32_t dd = ld_ro4<SH>(s);
     r.d = h2f(dd);
     r.dmin = h2f(dd >> 16);
   }
@@ -349,10 +369,11 @@ template <> struct QT<GGMLType::Q2_K> : QTQuant<256, 4, 4, 80, 4, true, 0> {
 // value d * (scale6[8n + 2j + l/16] - 32) * q. Code = crumb | hbit << 2, OFF 4.
 template <> struct QT<GGMLType::Q3_K> : QTQuant<256, 4, 4, 96, 16, false, 4> {
   struct Regs { uint4 q, h; uint32_t s0, s1, s2; float d; };  // s0..s2: the 12 packed scale bytes
+  template <bool SH = false>
   static IL_HD void load(Regs& r, const uint8_t* p, const uint8_t* s, int sub) {
-    r.q = ld_stream16(p + 32 + 16 * sub);
-    r.h = ld_stream16(p + 16 * (sub & 1));
-    const uint4 sd = ld_ro16(s);
+    r.q = ld_stream16<SH>(p + 32 + 16 * sub);
+    r.h = ld_stream16<SH>(p + 16 * (sub & 1));
+    const uint4 sd = ld_ro16<SH>(s);
     r.s0 = sd.x; r.s1 = sd.y; r.s2 = sd.z;
     r.d = h2f(sd.w);
   }
@@ -385,9 +406,10 @@ template <> struct QT<GGMLType::Q3_K> : QTQuant<256, 4, 4, 96, 16, false, 4> {
 // sub-block 2c + 1; value d * sc * q - dmin * mn. Unit sub: qs bytes [16 sub, +16), c = sub/2.
 template <> struct QT<GGMLType::Q4_K> : QTQuant<256, 8, 2, 128, 16, true, 0> {
   struct Regs { uint4 q; uint32_t s0, s1, s2; float d, dmin; };  // s0..s2: scales[0..11]
+  template <bool SH = false>
   static IL_HD void load(Regs& r, const uint8_t* p, const uint8_t* s, int sub) {
-    r.q = ld_stream16(p + 16 * sub);
-    const uint4 sd = ld_ro16(s);  // d | dmin << 16, scales[0..11]
+    r.q = ld_stream16<SH>(p + 16 * sub);
+    const uint4 sd = ld_ro16<SH>(s);  // d | dmin << 16, scales[0..11]
     r.s0 = sd.y; r.s1 = sd.z; r.s2 = sd.w;
     r.d = h2f(sd.x);
     r.dmin = h2f(sd.x >> 16);
@@ -409,10 +431,11 @@ template <> struct QT<GGMLType::Q4_K> : QTQuant<256, 8, 2, 128, 16, true, 0> {
 // Q5_K: as Q4_K plus a fifth bit: bit (sub-block index) of qh[l % 32].
 template <> struct QT<GGMLType::Q5_K> : QTQuant<256, 8, 2, 160, 16, true, 0> {
   struct Regs { uint4 q, h; uint32_t s0, s1, s2; float d, dmin; };  // s0..s2: scales[0..11]
+  template <bool SH = false>
   static IL_HD void load(Regs& r, const uint8_t* p, const uint8_t* s, int sub) {
-    r.q = ld_stream16(p + 32 + 16 * sub);
-    r.h = ld_stream16(p + 16 * (sub & 1));
-    const uint4 sd = ld_ro16(s);
+    r.q = ld_stream16<SH>(p + 32 + 16 * sub);
+    r.h = ld_stream16<SH>(p + 16 * (sub & 1));
+    const uint4 sd = ld_ro16<SH>(s);
     r.s0 = sd.y; r.s1 = sd.z; r.s2 = sd.w;
     r.d = h2f(sd.x);
     r.dmin = h2f(sd.x >> 16);
@@ -436,11 +459,12 @@ template <> struct QT<GGMLType::Q5_K> : QTQuant<256, 8, 2, 160, 16, true, 0> {
 // Unit sub: ql bytes [16 sub, +16): h = sub/4, runs at e = 16 (sub%4) (low) and 64 + 16 (sub%4) (high).
 template <> struct QT<GGMLType::Q6_K> : QTQuant<256, 8, 2, 208, 2, false, 32> {
   struct Regs { uint4 ql, qh; uint2 sc; float d; };
+  template <bool SH = false>
   static IL_HD void load(Regs& r, const uint8_t* p, const uint8_t* s, int sub) {
-    r.ql = ld_stream16(p + 16 * sub);
-    r.qh = ld_stream16(p + 128 + 16 * (2 * (sub >> 2) + (sub & 1)));
-    r.sc = ld_ro8(p + 192 + 8 * (sub >> 2));
-    r.d = h2f(ld_ro2(s));
+    r.ql = ld_stream16<SH>(p + 16 * sub);
+    r.qh = ld_stream16<SH>(p + 128 + 16 * (2 * (sub >> 2) + (sub & 1)));
+    r.sc = ld_ro8<SH>(p + 192 + 8 * (sub >> 2));
+    r.d = h2f(ld_ro2<SH>(s));
   }
   static IL_HD int run_offset(int sub, int j) { return 128 * (sub >> 2) + 64 * j + 16 * (sub & 3); }
   static IL_HD void run(const Regs& r, int sub, int j, uint32_t q[4], float& s, float& m) {
@@ -471,9 +495,10 @@ struct QTFloat {
 template <> struct QT<GGMLType::F16> : QTFloat<2> {
   using Quarter = uint2;
   struct Regs { uint4 a, b; };
+  template <bool SH = false>
   static IL_HD void load(Regs& r, const uint8_t* p, const uint8_t*, int) {
-    r.a = ld_stream16(p);
-    r.b = ld_stream16(p + 16);
+    r.a = ld_stream16<SH>(p);
+    r.b = ld_stream16<SH>(p + 16);
   }
   static IL_HD void run(const Regs& r, int, int, uint2 q[4], float& s, float& m) {
     q[0] = make_uint2(r.a.x, r.a.y); q[1] = make_uint2(r.a.z, r.a.w);
@@ -489,9 +514,10 @@ template <> struct QT<GGMLType::F16> : QTFloat<2> {
 template <> struct QT<GGMLType::BF16> : QTFloat<2> {
   using Quarter = uint2;
   struct Regs { uint4 a, b; };
+  template <bool SH = false>
   static IL_HD void load(Regs& r, const uint8_t* p, const uint8_t*, int) {
-    r.a = ld_stream16(p);
-    r.b = ld_stream16(p + 16);
+    r.a = ld_stream16<SH>(p);
+    r.b = ld_stream16<SH>(p + 16);
   }
   static IL_HD void run(const Regs& r, int, int, uint2 q[4], float& s, float& m) {
     q[0] = make_uint2(r.a.x, r.a.y); q[1] = make_uint2(r.a.z, r.a.w);
@@ -506,11 +532,12 @@ template <> struct QT<GGMLType::BF16> : QTFloat<2> {
 template <> struct QT<GGMLType::F32> : QTFloat<4> {
   using Quarter = uint4;
   struct Regs { uint4 a, b, c, d; };
+  template <bool SH = false>
   static IL_HD void load(Regs& r, const uint8_t* p, const uint8_t*, int) {
-    r.a = ld_stream16(p);
-    r.b = ld_stream16(p + 16);
-    r.c = ld_stream16(p + 32);
-    r.d = ld_stream16(p + 48);
+    r.a = ld_stream16<SH>(p);
+    r.b = ld_stream16<SH>(p + 16);
+    r.c = ld_stream16<SH>(p + 32);
+    r.d = ld_stream16<SH>(p + 48);
   }
   static IL_HD void run(const Regs& r, int, int, uint4 q[4], float& s, float& m) {
     q[0] = r.a; q[1] = r.b; q[2] = r.c; q[3] = r.d;
@@ -600,6 +627,7 @@ inline QView make_qview(const QWeight& w) {
   } else {
     v.nb = w.k / ggml_type_traits((int32_t)w.type)->block_size;
     v.side = v.pay + split_side_offset(w.type, w.n, w.k);
+    v.sst = split_side_stride(w.type, w.k);
   }
   return v;
 }

@@ -207,6 +207,7 @@ void launch_embedding(const EmbeddingParams& p, cudaStream_t stream) {
     v.pay = static_cast<const uint8_t*>(p.table);
     v.nb = p.D / ggml_type_traits(p.ggml_type)->block_size;
     v.side = v.pay + split_side_offset(type, p.V, p.D);
+    v.sst = split_side_stride(type, p.D);
     dispatch_qtype(type, [&](auto tag) {
       constexpr GGMLType T = decltype(tag)::value;
       if constexpr (!QT<T>::IS_FLOAT) {

@@ -13,12 +13,32 @@
 #include "core/device.h"
 #include "kernels/cuda/dequant.cuh"
 #include "kernels/cuda/matmul_kernels.cuh"
+#include "kernels/cuda/matmul_mma.cuh"
 #include "kernels/qweight_layout.h"
 
 namespace inferlab {
 namespace cuda {
 
 namespace {
+
+// ============================================================================================
+// Programmatic dependent launch (Hopper+). The decode kernels are launched with programmatic stream
+// serialization (see launch_decode): the next kernel may start while this one runs, so its blocks issue
+// their weight loads (weights never change between kernels) before pdl_wait(), which returns once every
+// earlier kernel has finished and its writes are visible. Nothing that an earlier kernel writes (x) is read,
+// and nothing (y) is written, before pdl_wait(); every block calls it. pdl_trigger() lets the next kernel
+// be scheduled as soon as this grid's blocks are all resident.
+// ============================================================================================
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
 
 // ============================================================================================
 // Decode: fused dequantize + multiply, T <= 8 (building blocks in matmul_kernels.cuh)
@@ -54,6 +74,8 @@ __global__ void __launch_bounds__(kMmvThreads) mmv_kernel(const MmvArgs a) {
   const int64_t nsteps = (a.w.nb + BPS - 1) / BPS;
   typename Q::Regs cur[kMmvRows];
   mmv_load_step<TY>(cur, a, rows, 0, lane);  // in flight while x is staged
+  pdl_trigger();
+  pdl_wait();
   int64_t staged = -1;
   for (int64_t s = 0; s < nsteps; ++s) {
     typename Q::Regs nxt[kMmvRows];
@@ -126,6 +148,8 @@ __global__ void __launch_bounds__(kMmvkMaxWarps * 32) mmvk_kernel(const MmvArgs 
     const int64_t s = warp + (int64_t)d * W;
     if (s < nsteps) mmv_load_step<TY, R>(buf[d], a, rows, s, lane);
   }
+  pdl_trigger();
+  pdl_wait();
   for (int64_t s0 = warp; s0 < nsteps; s0 += (int64_t)NB * W) {
 #pragma unroll
     for (int d = 0; d < NB; ++d) {
@@ -166,6 +190,220 @@ __global__ void __launch_bounds__(kMmvkMaxWarps * 32) mmvk_kernel(const MmvArgs 
   }
 }
 
+// ============================================================================================
+// Tensor-core decode (lane logic in matmul_mma.cuh)
+// ============================================================================================
+__device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+// mbarrier and bulk-copy primitives (sm_90; the kernel is only launched on compute capability >= 9).
+__device__ __forceinline__ uint32_t smem_addr(const void* p) { return (uint32_t)__cvta_generic_to_shared(p); }
+__device__ __forceinline__ void mbar_init(uint64_t* bar, uint32_t count) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_addr(bar)), "r"(count) : "memory");
+#endif
+}
+// Makes initialized barriers visible to the copy engine (async proxy).
+__device__ __forceinline__ void mbar_init_fence() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_addr(bar)), "r"(bytes) : "memory");
+#endif
+}
+__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile(
+      "{\n"
+      ".reg .pred done;\n"
+      "WAIT_%=:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra WAIT_%=;\n"
+      "}\n" ::"r"(smem_addr(bar)),
+      "r"(parity)
+      : "memory");
+#endif
+}
+// Copy engine: bytes (multiple of 16, 16-byte aligned ends) from global src to shared dst, completing on bar.
+__device__ __forceinline__ void bulk_copy(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile(
+      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(smem_addr(dst)),
+      "l"(src), "r"(bytes), "r"(smem_addr(bar))
+      : "memory");
+#endif
+}
+
+// Warp `warp` of W (all lanes): starts its copies of chunk c into `tile` (see mmq_warp_chunk_bytes) and
+// arrives on `bar` (initialized for W arrivals) announcing their bytes.
+template <GGMLType TY>
+__device__ __forceinline__ void mmq_issue(const QView& w, int64_t row0, int64_t c, uint8_t* tile, uint64_t* bar,
+                                          int warp, int W, int lane) {
+  if (lane == 0) mbar_arrive_expect_tx(bar, (uint32_t)mmq_warp_chunk_bytes<TY>(w, row0, c, warp, W));
+  __syncwarp();
+  const int r = warp + W * (lane >> 1), part = lane & 1;
+  if (r < kMmqRows && row0 + r < w.n) {
+    const uint8_t* src;
+    int dst;
+    const int bytes = mmq_copy<TY>(w, row0, r, c, part, src, dst);
+    if (bytes > 0) bulk_copy(tile + dst, src, (uint32_t)bytes, bar);
+  }
+}
+
+// One warp step (sl: step within the chunk, kb0: first element of the chunk) of the tensor-core kernel.
+// CHECK: the chunk is the row's last and may be partial (units past its nbc blocks contribute zero).
+// xg: row g of the staged x, nullptr for g >= T (B fragment zero).
+template <GGMLType TY, bool CHECK>
+__device__ __forceinline__ void mmq_step(float (&acc)[2][4], const uint8_t* tile, const uint16_t* xg, int kb0,
+                                         int nbc, int sl, int g, int tig) {
+  using Q = QT<TY>;
+  int bl, sub;
+  const bool valid = mmq_lane_unit<TY>(sl, tig, nbc, bl, sub) || !CHECK;
+  typename Q::Regs regs[2];
+  if (valid) mmq_tile_load<TY>(regs, tile, g, bl, sub);
+#pragma unroll
+  for (int j = 0; j < Q::RUNS; ++j) {
+    uint32_t af[4][4];
+    if (valid) {
+      mmq_a_run<TY>(regs[0], regs[1], sub, j, af);
+    } else {
+#pragma unroll
+      for (int i = 0; i < 4; ++i) af[i][0] = af[i][1] = af[i][2] = af[i][3] = 0u;
+    }
+    const int e = kb0 + bl * Q::QK + Q::run_offset(sub, j);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      uint2 v = make_uint2(0u, 0u);
+      if (xg != nullptr && valid) v = *reinterpret_cast<const uint2*>(xg + e + 4 * i);
+      const uint32_t bf[2] = {v.x, v.y};
+      mma16816(acc[i & 1], af[i], bf);
+    }
+  }
+}
+
+// Grid: ceil(n / kMmqRows) blocks of 32 * W threads (W <= kMmqMaxWarps); dynamic shared memory
+// mmq_smem_bytes<TY>(t, k, stages): x as fp16, then the ring of `a.stages` tiles, then one mbarrier per
+// tile. a.t <= kMmqMaxT. Compute capability >= 9 only (bulk copies).
+template <GGMLType TY>
+__global__ void __launch_bounds__(kMmqMaxWarps * 32) mmq_kernel(const MmvArgs a) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  using Q = QT<TY>;
+  using G = MmqTile<TY>;
+  extern __shared__ float4 mmq_smem[];
+  __shared__ float red[kMmqMaxWarps][32][4];
+  __shared__ float amax_s[kMmqMaxWarps][kMmqMaxT];
+  __shared__ float xscale[kMmqMaxT];
+
+  const int T = a.t, S = a.stages;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int W = blockDim.x >> 5;
+  const int g = lane >> 2, tig = lane & 3;
+  const int64_t N = a.w.n, K = a.w.k, ldx = mmq_ldx(K);
+  const int64_t row0 = (int64_t)blockIdx.x * kMmqRows;
+  const int64_t nchunks = mmq_chunks<TY>(a.w);
+  uint16_t* xs = reinterpret_cast<uint16_t*>(mmq_smem);
+  uint8_t* ring = reinterpret_cast<uint8_t*>(mmq_smem) + mmq_x_bytes(T, K);
+  uint64_t* bars = reinterpret_cast<uint64_t*>(ring + (size_t)S * G::BYTES);
+
+  // Weights first (they do not depend on earlier kernels): fill the ring.
+  if (threadIdx.x == 0) {
+    for (int i = 0; i < S; ++i) mbar_init(bars + i, (uint32_t)W);
+    mbar_init_fence();
+  }
+  __syncthreads();
+  for (int i = 0; i < S && i < nchunks; ++i)
+    mmq_issue<TY>(a.w, row0, i, ring + (size_t)i * G::BYTES, bars + i, warp, W, lane);
+  pdl_trigger();
+  pdl_wait();
+
+  // Stage x as fp16 in one pass, measuring each row's largest magnitude on the way; a row that reaches 2^15
+  // (rare) is staged again, scaled by a power of two.
+  const int64_t items = K / 4;  // 4 elements per item (K % 16 == 0)
+  for (int t = 0; t < T; ++t) {
+    float m = 0.f;
+#pragma unroll 8
+    for (int64_t i = threadIdx.x; i < items; i += blockDim.x) {
+      float v[4];
+      load_x4(a, t * K + 4 * i, v);
+#pragma unroll
+      for (int e = 0; e < 4; ++e) m = fmax_nan(m, fabsf(v[e]));
+      *reinterpret_cast<uint2*>(xs + t * ldx + 4 * i) = mmq_x4_h(v[0], v[1], v[2], v[3], 1.f);
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) m = fmax_nan(m, __shfl_xor_sync(0xffffffffu, m, o));
+    if (lane == 0) amax_s[warp][t] = m;
+  }
+  __syncthreads();
+  if (threadIdx.x < T) {
+    float m = 0.f;
+    for (int w = 0; w < W; ++w) m = fmax_nan(m, amax_s[w][threadIdx.x]);
+    xscale[threadIdx.x] = mmq_x_scale(m);
+  }
+  __syncthreads();
+  bool restaged = false;
+  for (int t = 0; t < T; ++t) {
+    const float sc = xscale[t];  // uniform over the block
+    if (sc == 1.f) continue;
+    restaged = true;
+    for (int64_t i = threadIdx.x; i < items; i += blockDim.x) {
+      float v[4];
+      load_x4(a, t * K + 4 * i, v);
+      *reinterpret_cast<uint2*>(xs + t * ldx + 4 * i) = mmq_x4_h(v[0], v[1], v[2], v[3], sc);
+    }
+  }
+  if (restaged) __syncthreads();
+
+  float acc[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+  const uint16_t* xg = g < T ? xs + g * ldx : nullptr;
+  for (int64_t c = 0; c < nchunks; ++c) {
+    const int slot = (int)(c % S);
+    const uint8_t* tile = ring + (size_t)slot * G::BYTES;
+    const int nbc = mmq_chunk_blocks<TY>(a.w, c), kb0 = (int)(c * G::CB * Q::QK);
+    mbar_wait(bars + slot, (uint32_t)((c / S) & 1));
+    if (nbc == G::CB) {
+#pragma unroll 2
+      for (int sl = warp; sl < G::STEPS; sl += W) mmq_step<TY, false>(acc, tile, xg, kb0, nbc, sl, g, tig);
+    } else {
+      const int nst = mmq_chunk_steps<TY>(nbc);
+      for (int sl = warp; sl < nst; sl += W) mmq_step<TY, true>(acc, tile, xg, kb0, nbc, sl, g, tig);
+    }
+    // Every warp is done with this tile: refill it with the chunk S further on.
+    __syncthreads();
+    if (c + S < nchunks) mmq_issue<TY>(a.w, row0, c + S, ring + (size_t)slot * G::BYTES, bars + slot, warp, W, lane);
+  }
+
+  // Sum the two chains, then the W warps; thread (lane, c) of the first 4 warps finishes output c of lane.
+#pragma unroll
+  for (int c = 0; c < 4; ++c) red[warp][lane][c] = acc[0][c] + acc[1][c];
+  __syncthreads();
+  for (int o = threadIdx.x; o < 128; o += blockDim.x) {
+    const int l = o & 31, c = o >> 5;
+    const int t = mmq_c_t(l, c);
+    const int64_t row = row0 + mmq_c_row(l, c);
+    if (t < T && row < N) {
+      float v = 0.f;
+      for (int w = 0; w < W; ++w) v += red[w][l][c];
+      v /= xscale[t];
+      if (a.bias) v += __ldg(a.bias + row);
+      if (a.y_f16)
+        static_cast<__half*>(a.y)[(int64_t)t * N + row] = __float2half_rn(v);
+      else
+        static_cast<float*>(a.y)[(int64_t)t * N + row] = v;
+    }
+  }
+#elif defined(__CUDA_ARCH__)
+  __trap();  // never launched below compute capability 9 (see mmq_available)
+#endif
+}
+
 int sm_count() {
   static const int n = [] {
     int dev = 0, v = 0;
@@ -174,6 +412,45 @@ int sm_count() {
     return v > 0 ? v : 1;
   }();
   return n;
+}
+
+// Programmatic dependent launch: on by default on compute capability >= 9 (set_pdl_enabled).
+bool g_pdl = true;
+// Tensor-core decode kernel: bytes of its tile ring per block and warps per block (tune_mma_decode).
+int g_mmq_ring = kMmqRingDefault;
+int g_mmq_warps = kMmqMaxWarps;
+
+// Compute capability >= 9: programmatic dependent launch and the copy engine's bulk copies.
+bool device_has_pdl() {
+  static const bool v = [] {
+    int dev = 0, major = 0;
+    IL_CUDA_CHECK(cudaGetDevice(&dev));
+    IL_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+    return major >= 9;
+  }();
+  return v;
+}
+// The tensor-core decode kernel needs bulk copies (Hopper and later).
+bool mmq_available() { return device_has_pdl(); }
+
+// Launches a decode kernel (all of them call pdl_wait() before touching x or y), with programmatic stream
+// serialization when enabled.
+template <class Kern>
+void launch_decode(Kern kern, int64_t grid, int threads, size_t smem, cudaStream_t stream, const MmvArgs& a) {
+  IL_CHECK_ARG(grid >= 1 && grid <= INT_MAX, "matmul: too many rows (", a.w.n, ")");
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3((unsigned)grid);
+  cfg.blockDim = dim3((unsigned)threads);
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  const bool pdl = g_pdl && device_has_pdl();
+  cfg.attrs = pdl ? attr : nullptr;
+  cfg.numAttrs = pdl ? 1 : 0;
+  IL_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kern, a));
+  IL_CUDA_CHECK_LAUNCH();
 }
 
 // Warps per block: 8 (x staged once per 16 rows) when that still gives every SM two blocks, else fewer,
@@ -198,9 +475,7 @@ void launch_mmv(MmvArgs a, cudaStream_t stream) {
   (void)configured;
   const int warps = mmv_warps(a.w.n);
   const int64_t grid = (a.w.n + warps * kMmvRows - 1) / (warps * kMmvRows);
-  IL_CHECK_ARG(grid <= INT_MAX, "matmul: too many rows (", a.w.n, ")");
-  mmv_kernel<TY, TMAX><<<(unsigned)grid, warps * 32, smem, stream>>>(a);
-  IL_CUDA_CHECK_LAUNCH();
+  launch_decode(mmv_kernel<TY, TMAX>, grid, warps * 32, smem, stream, a);
 }
 
 template <GGMLType TY, int TMAX, bool I8>
@@ -210,9 +485,49 @@ void launch_mmvk(const MmvArgs& a, cudaStream_t stream) {
   const int64_t nsteps = (a.w.nb + BPS - 1) / BPS;
   const int warps = (int)std::max<int64_t>(1, std::min<int64_t>(kMmvkMaxWarps, nsteps));
   const int64_t grid = (a.w.n + R - 1) / R;
-  IL_CHECK_ARG(grid <= INT_MAX, "matmul: too many rows (", a.w.n, ")");
-  mmvk_kernel<TY, TMAX, I8><<<(unsigned)grid, warps * 32, 0, stream>>>(a);
-  IL_CUDA_CHECK_LAUNCH();
+  launch_decode(mmvk_kernel<TY, TMAX, I8>, grid, warps * 32, 0, stream, a);
+}
+
+// Rows of x per launch of the tensor-core kernel (its staged x must fit kMmqSmemMax); 0: does not fit.
+int64_t mmq_rows_per_launch(int64_t k) {
+  return std::min<int64_t>(kMmqMaxT, (int64_t)kMmqSmemMax / (mmq_ldx(k) * 2));
+}
+
+// Dynamic shared memory of the tensor-core kernel: staged x, the tile ring, one mbarrier per tile.
+template <GGMLType TY>
+size_t mmq_smem_bytes(int t, int64_t k, int stages) {
+  return (size_t)mmq_x_bytes(t, k) + (size_t)stages * (MmqTile<TY>::BYTES + 8);
+}
+constexpr int kMmqSmemLimit = 200 * 1024;  // opt-in dynamic shared memory of mmq_kernel (x + ring + barriers)
+
+template <GGMLType TY>
+void launch_mmq(MmvArgs a, cudaStream_t stream) {
+  static const bool configured = [] {
+    IL_CUDA_CHECK(cudaFuncSetAttribute(mmq_kernel<TY>, cudaFuncAttributeMaxDynamicSharedMemorySize, kMmqSmemLimit));
+    return true;
+  }();
+  (void)configured;
+  using G = MmqTile<TY>;
+  const int64_t nsteps = (a.w.nb * QT<TY>::LPB + 3) / 4, nchunks = mmq_chunks<TY>(a.w);
+  const int warps = (int)std::max<int64_t>(1, std::min<int64_t>(g_mmq_warps, nsteps));
+  const int64_t grid = (a.w.n + kMmqRows - 1) / kMmqRows;
+  // Tiles in flight: as many as the ring holds, at least two (one filling while one is used), at most
+  // the row's chunks.
+  a.stages = (int)std::max<int64_t>(std::min<int64_t>(2, nchunks), std::min<int64_t>(g_mmq_ring / G::BYTES, nchunks));
+  const int64_t tc = mmq_rows_per_launch(a.w.k);
+  IL_CHECK_ARG(tc >= 1, "matmul: k=", a.w.k, " is too large for the tensor-core decode kernel");
+  const size_t xrow = (size_t)a.w.k * (a.x_kind == kXF32 ? 4 : 2), yrow = (size_t)a.w.n * (a.y_f16 ? 2 : 4);
+  const int T = a.t;
+  for (int t0 = 0; t0 < T; t0 += (int)tc) {
+    MmvArgs c = a;
+    c.t = (int)std::min<int64_t>(tc, T - t0);
+    c.x = static_cast<const char*>(a.x) + t0 * xrow;
+    c.y = static_cast<char*>(a.y) + t0 * yrow;
+    const size_t smem = mmq_smem_bytes<TY>(c.t, a.w.k, c.stages);
+    if (smem > (size_t)kMmqSmemLimit)
+      throw RuntimeError(str_cat("matmul: tensor-core decode kernel needs ", smem, " bytes of shared memory"));
+    launch_decode(mmq_kernel<TY>, grid, warps * 32, smem, stream, c);
+  }
 }
 
 int x_kind_of(DType d) { return d == DType::F32 ? kXF32 : d == DType::F16 ? kXF16 : kXBF16; }
@@ -222,6 +537,8 @@ int x_kind_of(DType d) { return d == DType::F32 ? kXF32 : d == DType::F16 ? kXF1
 // Measured (H200, Q4_K / Q6_K / Q8_0 / F16, K = 3072 / 4096 / 14336): split-K is 1.4-2x faster at
 // K = 14336 for T <= 2, and 0-25% slower at K <= 4096 (each warp then gets a single step).
 bool use_split_k(int64_t k, int64_t t) { return t <= kSplitKMaxT && k >= kSplitKMinK; }
+
+bool mmq_type(GGMLType t) { return !is_float_type(t) || t == GGMLType::F16; }
 
 void decode(const MatmulParams& p, cudaStream_t stream) {
   MmvArgs a;
@@ -239,8 +556,23 @@ void decode(const MatmulParams& p, cudaStream_t stream) {
   const bool int8_x = p.x_int8 && !is_float_type(p.w->type);
   const bool split_k = p.path == MatmulPath::FusedSplitK ||
                        (p.path != MatmulPath::FusedStaged && use_split_k(p.w->k, p.t));
+  const bool mma_fits = mmq_type(p.w->type) && mmq_rows_per_launch(p.w->k) >= 1;
+  const bool mma = !int8_x && (p.path == MatmulPath::FusedMma ||
+                               ((p.path == MatmulPath::Auto || p.path == MatmulPath::Fused) && mma_fits &&
+                                mmq_available()));
+  if (p.path == MatmulPath::FusedMma && !mmq_available())
+    throw NotSupportedError("matmul: the tensor-core decode kernel needs compute capability >= 9.0");
+  if (p.path == MatmulPath::FusedMma)
+    IL_CHECK_ARG(mma_fits, "matmul: the tensor-core decode kernel takes quantized or F16 weights with k <= ",
+                 kMmqSmemMax / 2 - kMmqPad, ", got ", ggml_type_traits((int32_t)p.w->type)->name, " with k=", p.w->k);
   dispatch_qtype(p.w->type, [&](auto tag) {
     constexpr GGMLType TY = decltype(tag)::value;
+    if constexpr (mmq_supported<TY>()) {
+      if (mma) {
+        launch_mmq<TY>(a, stream);
+        return;
+      }
+    }
     if (int8_x) {
       if constexpr (!QT<TY>::IS_FLOAT) {
         if (p.t == 1)
@@ -596,6 +928,19 @@ double time_graph_ms(int iters, F&& enqueue) {
 
 }  // namespace
 
+void tune_mma_decode(int ring_kib, int warps) {
+  IL_CHECK_ARG(ring_kib >= 1 && ring_kib <= 96, "ring_kib must be in [1, 96], got ", ring_kib);
+  IL_CHECK_ARG(warps >= 1 && warps <= kMmqMaxWarps, "warps must be in [1, ", kMmqMaxWarps, "], got ", warps);
+  g_mmq_ring = ring_kib * 1024;
+  g_mmq_warps = warps;
+}
+
+bool set_pdl_enabled(bool on) {
+  const bool old = g_pdl;
+  g_pdl = on;
+  return old;
+}
+
 double bench_matmul_ms(const MatmulParams* calls, int ncalls, int iters) {
   IL_CHECK_ARG(ncalls >= 1, "bench_matmul_ms: no calls");
   // Warm-up outside the capture: sets kernel attributes, creates the cuBLAS handle, grows scratch buffers.
@@ -621,6 +966,7 @@ void matmul(const MatmulParams& p, cudaStream_t stream) {
     case MatmulPath::Fused:
     case MatmulPath::FusedStaged:
     case MatmulPath::FusedSplitK:
+    case MatmulPath::FusedMma:
       IL_CHECK_ARG(fused_ok, "matmul: the fused kernel needs float weights with k % 16 == 0, 16-byte aligned");
       fused = true;
       break;

@@ -2,7 +2,14 @@
 // Host-includable (no CUDA headers). Kernels in matmul.cu; block decoding in dequant.cuh.
 //
 // Decode (T <= kDecodeMaxT; quantized W: T <= kChunkedDecodeMaxT, in chunks of 8 rows): a fused
-//   dequantize-and-multiply kernel that streams W once, in one of two forms:
+//   dequantize-and-multiply kernel that streams W once.
+//   tensor cores (default for quantized and F16 W on compute capability >= 9; matmul_mma.cuh): each block
+//            owns 16 rows; the copy engine streams chunks of their bytes into a shared-memory ring (many KB in
+//            flight per block, no registers held), its warps split each chunk's K; W decoded to fp16 in
+//            registers, x staged in shared memory as fp16 (scaled by a power of two when |x| reaches 2^15),
+//            mma.m16n8k16 with float32 accumulation: the precision class of the prefill path below, at
+//            about 1.5 instructions per weight for any T <= 8.
+//   For BF16 / F32 W, with int8 activations, or when asked for (MatmulPath), one of two float32 forms:
 //   staged:  each block of 8 warps owns 16 rows (2 per warp); x (converted to float32) and its 16-element
 //            partial sums are staged in shared memory (in chunks of K when T*K is large);
 //   split-K: (T <= kSplitKMaxT, K >= kSplitKMinK) each block owns 2 rows and its warps split K; x is read
@@ -10,6 +17,9 @@
 //   In both, every lane decodes 16-byte pieces of W with 16-byte loads and accumulates in float32;
 //   warp-shuffle reduction; bias added in the epilogue. Activations are NOT quantized: they stay float32
 //   all the way. No allocation (CUDA-graph safe).
+//   All decode kernels are launched with programmatic dependent launch on Hopper (set_pdl_enabled): they
+//   load their first weights before waiting for the previous kernel, which hides most of the launch and
+//   tail gaps between back-to-back matmuls under CUDA graphs.
 // Prefill (T > kDecodeMaxT): tensor cores through cuBLAS (fp32 accumulation).
 //   F16 W:  W as is; x converted to fp16 (see below) unless already fp16.
 //   BF16 W: W as is; x converted to bf16 unless already bf16.
@@ -42,7 +52,8 @@ constexpr int64_t kSplitKMinK = 8192;
 
 // Auto: chosen by T and type. Fused: the fused kernels (split-K or staged, by T). FusedStaged /
 // FusedSplitK force one of them (benchmarks). Cublas: dequantize to fp16 + cuBLAS.
-enum class MatmulPath : int32_t { Auto = 0, Fused = 1, Cublas = 2, FusedStaged = 3, FusedSplitK = 4 };
+// FusedMma forces the tensor-core decode kernel (quantized or F16 W).
+enum class MatmulPath : int32_t { Auto = 0, Fused = 1, Cublas = 2, FusedStaged = 3, FusedSplitK = 4, FusedMma = 5 };
 
 struct MatmulParams {
   const void* x = nullptr;     // [t, w->k] row-major, F32 / F16 / BF16
@@ -63,6 +74,13 @@ void matmul(const MatmulParams& p, cudaStream_t stream);
 // Dequantizes a whole CUDA QWeight (any type matmul supports; float types need k % 16 == 0) to fp16:
 // out [w.n, w.k] row-major, device memory.
 void dequantize_to_f16(const QWeight& w, void* out, cudaStream_t stream);
+
+// Programmatic dependent launch of the decode kernels (compute capability >= 9): on by default; returns the
+// previous setting. For measurements (benchmarks/_bench_matmul.py).
+bool set_pdl_enabled(bool on);
+// Tensor-core decode kernel tuning (benchmarks): KiB of weight tiles in flight per block (its shared-memory
+// ring; default 64, at least two tiles) and warps per block (default 8).
+void tune_mma_decode(int ring_kib, int warps);
 
 // Benchmark helpers (benchmarks/_bench_matmul.py). Each runs `iters` calls cycling through the list,
 // captured in one CUDA graph on a private stream (so launch overhead is not measured; this is how a model

@@ -40,6 +40,7 @@ struct MmvArgs {
   int t;                  // rows of x (<= the kernel's TMAX)
   int kc;                 // elements of x per pass = row stride of the shared x buffer (multiple of 16)
   int64_t spc;            // warp steps per pass
+  int stages = 1;         // tensor-core kernel: tiles in its shared-memory ring
 };
 
 IL_HD int64_t imin64(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -105,6 +106,36 @@ IL_HD void load_x16(const MmvArgs& a, int64_t off, float v[16]) {
         v[2 * i + 1] = u2f(u[i] & 0xffff0000u);
       }
     }
+  }
+}
+
+// 4 consecutive elements of x starting at element `off` (a multiple of 4), as float.
+IL_HD void load_x4(const MmvArgs& a, int64_t off, float v[4]) {
+  if (a.x_kind == kXF32) {
+    const uint8_t* p = static_cast<const uint8_t*>(a.x) + off * 4;
+    if (a.x_vec) {
+      const uint4 q = ld_ro16(p);
+      v[0] = u2f(q.x); v[1] = u2f(q.y); v[2] = u2f(q.z); v[3] = u2f(q.w);
+    } else {
+#pragma unroll
+      for (int i = 0; i < 4; ++i) v[i] = u2f(ld_ro4(p + 4 * i));
+    }
+    return;
+  }
+  const uint8_t* p = static_cast<const uint8_t*>(a.x) + off * 2;
+  uint32_t u0, u1;
+  if (a.x_vec) {
+    const uint2 q = ld_ro8(p);
+    u0 = q.x; u1 = q.y;
+  } else {
+    u0 = ld_ro2(p) | (ld_ro2(p + 2) << 16);
+    u1 = ld_ro2(p + 4) | (ld_ro2(p + 6) << 16);
+  }
+  if (a.x_kind == kXF16) {
+    const float2 f0 = h2x2f(u0), f1 = h2x2f(u1);
+    v[0] = f0.x; v[1] = f0.y; v[2] = f1.x; v[3] = f1.y;
+  } else {
+    v[0] = u2f(u0 << 16); v[1] = u2f(u0 & 0xffff0000u); v[2] = u2f(u1 << 16); v[3] = u2f(u1 & 0xffff0000u);
   }
 }
 

@@ -8,12 +8,18 @@ Q5_K, Q6_K) inside a :class:`QWeight`; on CUDA the quantized types are repacked 
     >>> y = matmul(x, w)                      # x: NumPy [T, K] or DeviceArray; y like x
 
 Numerics. The CPU dequantizes each weight row to float32 and accumulates in float32. On CUDA, decode
-(T <= 8; quantized weights up to T = 32, in chunks of 8 rows) runs a fused dequantize-and-multiply kernel:
-x stays float32, accumulation float32. Larger T (prefill), and F16/BF16 weights whose K is not a multiple
-of 16 at any T, run cuBLAS on tensor cores with float32 accumulation: quantized and F16 weights as fp16
-(quantized ones dequantized exactly, then rounded to fp16), x rounded to fp16 -- scaled first by a power of
-two when its largest magnitude reaches 2^15, so large activations never overflow (the scale is undone in
-the GEMM's alpha) -- BF16 weights with x rounded to bf16, F32 weights in full fp32.
+(T <= 8; quantized weights up to T = 32, in chunks of 8 rows) runs a fused dequantize-and-multiply kernel
+that streams the weight once. For quantized and F16 weights on compute capability >= 9 (Hopper and later:
+the weight is streamed into shared memory by the copy engine) it uses tensor cores: each weight is decoded to
+fp16 in registers (the code exactly, times its block scale rounded to fp16, plus its min rounded to fp16,
+one rounding), x is rounded to fp16 -- scaled first by a power of two when its largest magnitude reaches
+2^15, so large activations never overflow, and the scale is undone on the float32 result -- and products
+accumulate in float32. That is the precision class of prefill below (a few fp16 units in the last place
+per product; the CPU and the reference stay float32). BF16 and F32 weights, and every weight on older GPUs,
+decode with x in float32 and float32 accumulation. Larger T (prefill), and F16/BF16 weights whose K is not a multiple of 16 at any T,
+run cuBLAS on tensor cores with float32 accumulation: quantized and F16 weights as fp16 (quantized ones
+dequantized exactly, then rounded to fp16), x rounded to fp16 with the same overflow-safe scaling, BF16
+weights with x rounded to bf16, F32 weights in full fp32.
 
 int8 activations (``int8_activations=True``, off by default). With a quantized weight and T <= 32, x is
 quantized to int8 before the product, like llama.cpp's int8 paths: per run of 16 consecutive elements of a

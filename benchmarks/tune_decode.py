@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""Sweep of the tensor-core decode kernel's knobs (KiB of weight tiles in flight per block, warps per
+block) on the GPU, at the matvec shapes of benchmarks/_bench_matmul.py; prints % of the copy ceiling per
+setting and writes JSON. Used to choose the defaults in csrc/kernels/cuda/matmul.cu (g_mmq_ring, g_mmq_warps).
+
+    python benchmarks/tune_decode.py [--json PATH] [--ring 32,64,96] [--warps 4,8] [--T 1]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import inferlab  # noqa: E402
+from _bench_common import Ctx, measure_copy_ceiling  # noqa: E402
+from _bench_matmul import SHAPES, _BLOCK, L2_FLUSH_BYTES, _weights  # noqa: E402
+
+_mm = inferlab._core.matmul
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", metavar="PATH")
+    ap.add_argument("--ring", default="32,64,96", help="KiB of tiles in flight per block")
+    ap.add_argument("--warps", default="4,8")
+    ap.add_argument("--T", default="1")
+    ap.add_argument("--types", default="Q4_K,Q6_K,Q8_0,F16")
+    ap.add_argument("--shapes", default="phi3 o,llama3 o,llama3 down")
+    args = ap.parse_args()
+    if not inferlab.cuda_available():
+        print("no CUDA device")
+        return 1
+    rings = [int(v) for v in args.ring.split(",")]
+    warps = [int(v) for v in args.warps.split(",")]
+    Ts = [int(v) for v in args.T.split(",")]
+    # the copy ceiling as benchmarks/kernels.py measures it (1 GiB device-to-device, read + write)
+    ceiling = measure_copy_ceiling(Ctx())
+    print(f"copy ceiling {ceiling:.0f} GB/s")
+    rng = np.random.default_rng(0)
+    rows = []
+    for label, n, k in [s for s in SHAPES if s[0] in args.shapes.split(",")]:
+        for t in args.types.split(","):
+            wbytes = n * (k // _BLOCK[t][0]) * _BLOCK[t][1]
+            copies = max(1, min(32, -(-L2_FLUSH_BYTES // wbytes)))
+            ws = _weights(t, n, k, copies)
+            for T in Ts:
+                x = inferlab.DeviceArray.from_numpy(rng.standard_normal((T, k)).astype(np.float32), "cuda")
+                y = inferlab.DeviceArray.empty((T, n), "float32", "cuda")
+                nbytes = wbytes + T * k * 4 + T * n * 4
+                line = []
+                for w in warps:
+                    for ring in rings:
+                        _mm.tune_mma_decode(ring, w)
+                        ms = float(_mm.bench_matmul_ms(x, [q._w for q in ws], y, 100, "fused_mma"))
+                        pct = 100.0 * nbytes / (ms * 1e-3) / 1e9 / ceiling
+                        rows.append(dict(shape=label, n=n, k=k, type=t, T=T, warps=w, ring_kib=ring, ms=ms,
+                                         pct_of_copy=pct))
+                        line.append(f"w{w}/r{ring} {pct:5.1f}")
+                print(f"{label:12s} {t:5s} T={T}: " + "  ".join(line), flush=True)
+            del ws
+    _mm.tune_mma_decode()
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(dict(ceiling_gbps=ceiling, device=inferlab.devices()[0]["name"], rows=rows), f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,280 @@
+// Tensor-core decode kernel (matmul.cu mmq_kernel): y[T, N] = x[T, K] . W[N, K]^T for T <= 8, with W
+// quantized (any GGUF block type) or F16. Lane logic as IL_HD functions, so that it also compiles as host
+// C++ and is checked without a GPU (tests/cuda_emu/mmv_emu.cpp).
+//
+// Why: the float32 decode kernels spend about 7 instructions per weight (decode to float32, one FMA per
+// weight per row of x), which caps them far below the memory bandwidth for 4- to 8-bit weights. Here a
+// weight costs about 1.5 instructions of fp16 decoding, and the multiply is one mma.m16n8k16 per 8 weights
+// of a lane, the same for any T <= 8 (x rows are the mma's 8 columns).
+//
+// Numerics (the precision class of the prefill path, see matmul.cuh):
+//   * W is decoded to fp16: a code byte c becomes the exact fp16 1024 + c (byte_perm with 0x64), minus
+//     1024 + OFF exactly, times the unit's scale s rounded to fp16, plus its min m rounded to fp16, with one
+//     rounding (fma). F16 weights are used as they are.
+//   * x is staged in shared memory as fp16, scaled per row of x by a power of two 2^-e when its largest
+//     magnitude reaches 2^15 (exact; undone on the float32 result), so large activations never overflow.
+//     Inf / NaN in x pass through.
+//   * Products are exact, accumulation is float32 (mma), the partial sums of the warps are float32.
+//
+// Work split. A block owns kMmqRows = 16 rows of W (the mma's M) and walks K in chunks of MmqTile<TY>::CB
+// ggml blocks. The 16 rows' bytes of a chunk (payloads and sides, as laid out in the split layout) are
+// copied into a shared-memory ring of `stages` tiles by the copy engine (cp.async.bulk, completing on one
+// mbarrier per tile): a block keeps up to `stages` chunks of weight bytes in flight without holding them
+// in registers, which is what a matrix-vector product needs to reach memory bandwidth (at about 1 us of
+// memory latency, 4 TB/s needs ~4 MB in flight over the chip: 30 KB per multiprocessor). Lane l is
+// (g, tig) = (l / 4, l % 4) in the mma's fragment layout: it decodes rows g and g + 8 of the tile, and the
+// four lanes of a quad decode four consecutive units (dequant.cuh) of those rows: warp step s covers units
+// 4 s + tig. Steps of a chunk are dealt to the warps round-robin (split K); once every warp is done with a
+// tile, warp 0 refills it with the chunk `stages` further on.
+// For quarter i (elements 4i..4i+3) of run j of its unit, a lane's A fragment holds
+//   a[0] = W[g][e .. e+1], a[1] = W[g+8][e .. e+1], a[2] = W[g][e+2 .. e+3], a[3] = W[g+8][e+2 .. e+3]
+// and its B fragment  b[0] = x[g][e .. e+1], b[1] = x[g][e+2 .. e+3]   (zero for g >= T),
+// with e the element index of the quarter: the mma's k index (2 tig + {0, 1, 8, 9}) maps to the same four
+// elements of x and W in every lane with that tig, so the product sums exactly the right pairs. Lane
+// (g, tig) ends up holding y[2 tig + {0, 1}][row g, g + 8] (C fragment); the warps' sums meet in shared memory.
+#pragma once
+#include <cstdint>
+
+#include "core/half.h"
+#include "kernels/cuda/matmul_kernels.cuh"
+
+namespace inferlab {
+namespace cuda {
+
+constexpr int kMmqRows = 16;              // rows of W per block (mma M)
+constexpr int kMmqMaxWarps = 8;           // warps per block (fewer when a row has few steps)
+constexpr int kMmqStageTarget = 20 * 1024;  // bytes of one ring tile (at least; see MmqTile)
+constexpr int kMmqRingDefault = 64 * 1024;  // bytes of the ring (tiles in flight) per block, by default
+constexpr int kMmqPad = 8;                // halves of padding per staged row of x (spreads banks over rows)
+constexpr int kMmqSmemMax = 96 * 1024;    // staged x per launch; more rows of x run in chunks
+constexpr int kMmqMaxT = 8;               // rows of x per launch (mma N)
+
+template <GGMLType TY>
+constexpr bool mmq_supported() {
+  return !QT<TY>::IS_FLOAT || TY == GGMLType::F16;
+}
+// Row stride (halves) of the staged x, and its bytes for t rows (rounded to 128: the ring follows it).
+IL_HD int64_t mmq_ldx(int64_t k) { return k + kMmqPad; }
+IL_HD int64_t mmq_x_bytes(int t, int64_t k) { return (t * mmq_ldx(k) * 2 + 127) / 128 * 128; }
+
+// ---------------------------------------------------------------------------------------------
+// Packed fp16 pairs (uint32: element 0 in the low half). Device: half2 intrinsics. Host: exact float math
+// rounded to fp16 (through float, which is exact for these products and sums of fp16 values up to one
+// rounding of the float result: good enough for the emulator's tolerance).
+// ---------------------------------------------------------------------------------------------
+IL_HD uint32_t h2_bcast(float v) {
+#ifdef __CUDA_ARCH__
+  const __half2 h = __float2half2_rn(v);
+  return *reinterpret_cast<const uint32_t*>(&h);
+#else
+  const uint32_t h = f32_to_fp16(v);
+  return h | (h << 16);
+#endif
+}
+
+#ifndef __CUDA_ARCH__
+inline float h_lo(uint32_t a) { return fp16_to_f32((uint16_t)(a & 0xffffu)); }
+inline float h_hi(uint32_t a) { return fp16_to_f32((uint16_t)(a >> 16)); }
+inline uint32_t h_pack(double lo, double hi) {
+  return (uint32_t)f32_to_fp16((float)lo) | ((uint32_t)f32_to_fp16((float)hi) << 16);
+}
+#endif
+
+IL_HD uint32_t h2_sub(uint32_t a, uint32_t b) {
+#ifdef __CUDA_ARCH__
+  const __half2 r = __hsub2(*reinterpret_cast<const __half2*>(&a), *reinterpret_cast<const __half2*>(&b));
+  return *reinterpret_cast<const uint32_t*>(&r);
+#else
+  return h_pack((double)h_lo(a) - h_lo(b), (double)h_hi(a) - h_hi(b));
+#endif
+}
+
+IL_HD uint32_t h2_mul(uint32_t a, uint32_t b) {
+#ifdef __CUDA_ARCH__
+  const __half2 r = __hmul2(*reinterpret_cast<const __half2*>(&a), *reinterpret_cast<const __half2*>(&b));
+  return *reinterpret_cast<const uint32_t*>(&r);
+#else
+  return h_pack((double)h_lo(a) * h_lo(b), (double)h_hi(a) * h_hi(b));
+#endif
+}
+
+IL_HD uint32_t h2_fma(uint32_t a, uint32_t b, uint32_t c) {
+#ifdef __CUDA_ARCH__
+  const __half2 r = __hfma2(*reinterpret_cast<const __half2*>(&a), *reinterpret_cast<const __half2*>(&b),
+                            *reinterpret_cast<const __half2*>(&c));
+  return *reinterpret_cast<const uint32_t*>(&r);
+#else
+  return h_pack((double)h_lo(a) * h_lo(b) + h_lo(c), (double)h_hi(a) * h_hi(b) + h_hi(c));
+#endif
+}
+
+// fp16 (1024 + byte 0, 1024 + byte 1) and (1024 + byte 2, 1024 + byte 3) of a word of codes: exact.
+IL_HD uint32_t codes01_h2(uint32_t q) { return byte_perm(q, 0x64646464u, 0x5140u); }
+IL_HD uint32_t codes23_h2(uint32_t q) { return byte_perm(q, 0x64646464u, 0x5342u); }
+
+// A fragments of the 4 mmas of run j of unit `sub` (one per quarter i), rows g (r0) and g + 8 (r1).
+template <GGMLType TY>
+IL_HD void mmq_a_run(const typename QT<TY>::Regs& r0, const typename QT<TY>::Regs& r1, int sub, int j,
+                     uint32_t (&a)[4][4]) {
+  using Q = QT<TY>;
+  static_assert(mmq_supported<TY>(), "mmq: quantized types and F16 only");
+  if constexpr (Q::IS_FLOAT) {
+    uint2 q0[4], q1[4];
+    float s, m;
+    Q::run(r0, sub, j, q0, s, m);
+    Q::run(r1, sub, j, q1, s, m);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      a[i][0] = q0[i].x; a[i][1] = q1[i].x; a[i][2] = q0[i].y; a[i][3] = q1[i].y;
+    }
+  } else {
+    constexpr int OFF = (int)(Q::MAGIC_OFF - kMagic);
+    uint32_t q0[4], q1[4];
+    float s0, m0, s1, m1;
+    Q::run(r0, sub, j, q0, s0, m0);
+    Q::run(r1, sub, j, q1, s1, m1);
+    // fp16 1024 + OFF: exact (OFF <= 128).
+    const uint32_t off2 = (uint32_t)(0x6400u + OFF) * 0x10001u;
+    const uint32_t S0 = h2_bcast(s0), S1 = h2_bcast(s1);
+    uint32_t M0 = 0, M1 = 0;
+    if constexpr (Q::HAS_MIN) {
+      M0 = h2_bcast(m0);
+      M1 = h2_bcast(m1);
+    }
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const uint32_t v0l = h2_sub(codes01_h2(q0[i]), off2), v0h = h2_sub(codes23_h2(q0[i]), off2);
+      const uint32_t v1l = h2_sub(codes01_h2(q1[i]), off2), v1h = h2_sub(codes23_h2(q1[i]), off2);
+      if constexpr (Q::HAS_MIN) {
+        a[i][0] = h2_fma(v0l, S0, M0); a[i][1] = h2_fma(v1l, S1, M1);
+        a[i][2] = h2_fma(v0h, S0, M0); a[i][3] = h2_fma(v1h, S1, M1);
+      } else {
+        a[i][0] = h2_mul(v0l, S0); a[i][1] = h2_mul(v1l, S1);
+        a[i][2] = h2_mul(v0h, S0); a[i][3] = h2_mul(v1h, S1);
+      }
+    }
+  }
+}
+
+// Shared-memory tile of one chunk: CB ggml blocks of each of the 16 rows. CB: a multiple of 32 / LPB (a
+// chunk is a whole number of rounds of 8 warp steps) and of 16 / gcd(SB, 16) (a row's sides in the chunk
+// start 16-byte aligned in the split layout), as large as fits kMmqStageTarget. Row strides are padded so
+// that the two rows a quarter-warp reads (g, g + 1) start 64 bytes apart modulo 128 (16 for F16, whose
+// lanes read 32 bytes each): 16-byte loads of a quarter-warp then hit distinct banks.
+constexpr int mmq_gcd(int a, int b) { return b == 0 ? a : mmq_gcd(b, a % b); }
+constexpr int mmq_lcm(int a, int b) { return a / mmq_gcd(a, b) * b; }
+constexpr int mmq_round(int v, int m) { return (v + m - 1) / m * m; }
+
+template <GGMLType TY>
+struct MmqTile {
+  using Q = QT<TY>;
+  static constexpr int ALIGN = mmq_lcm(32 / Q::LPB, Q::SB > 0 ? 16 / mmq_gcd(Q::SB, 16) : 1);
+  static constexpr int FIT = kMmqStageTarget / (kMmqRows * (Q::PB + Q::SB)) / ALIGN * ALIGN;
+  static constexpr int CB = FIT > ALIGN ? FIT : ALIGN;             // ggml blocks per chunk
+  static constexpr int STEPS = CB * Q::LPB / 4;                    // warp steps per chunk
+  static constexpr int PS = CB * Q::PB + (Q::IS_FLOAT ? 16 : 64);  // payload row stride (bytes)
+  static constexpr int SS0 = mmq_round(CB * Q::SB, 16);
+  static constexpr int SS = SS0 > 0 && SS0 % 128 == 0 ? SS0 + 64 : SS0;  // side row stride (bytes)
+  static constexpr int SIDE = kMmqRows * PS;                       // offset of the sides
+  static constexpr int BYTES = mmq_round(SIDE + kMmqRows * SS, 128);
+  static_assert(CB * Q::PB % 128 == 0, "payload rows of a tile must be whole 128-byte lines");
+  static_assert(STEPS % kMmqMaxWarps == 0, "a chunk is whole rounds of warp steps");
+};
+
+// Chunks of a row and blocks in chunk c.
+template <GGMLType TY>
+IL_HD int64_t mmq_chunks(const QView& w) { return (w.nb + MmqTile<TY>::CB - 1) / MmqTile<TY>::CB; }
+template <GGMLType TY>
+IL_HD int mmq_chunk_blocks(const QView& w, int64_t c) {
+  return (int)imin64(MmqTile<TY>::CB, w.nb - c * MmqTile<TY>::CB);
+}
+
+// Bulk copy `part` (0: payloads, 1: sides) of tile row r (global row row0 + r < n) of chunk c: source,
+// offset in the tile and bytes (a multiple of 16; 0: nothing to copy). Sides are copied rounded up to 16
+// bytes, which stays inside the row's padded side stride (split_side_stride).
+template <GGMLType TY>
+IL_HD int mmq_copy(const QView& w, int64_t row0, int r, int64_t c, int part, const uint8_t*& src, int& dst) {
+  using Q = QT<TY>;
+  using G = MmqTile<TY>;
+  const int cnt = mmq_chunk_blocks<TY>(w, c);
+  const int64_t row = row0 + r;
+  if (part == 0) {
+    src = w.pay + (row * w.nb + c * G::CB) * Q::PB;
+    dst = r * G::PS;
+    return cnt * Q::PB;
+  }
+  if (Q::SB == 0) return 0;
+  src = w.side + row * w.sst + c * G::CB * Q::SB;
+  dst = G::SIDE + r * G::SS;
+  return mmq_round(cnt * Q::SB, 16);
+}
+
+// Warp steps of a chunk of nbc blocks, and the unit of lane `tig` in step sl of the chunk: block bl of
+// the chunk and sub-unit sub; false past the chunk's (the row's) end.
+template <GGMLType TY>
+IL_HD int mmq_chunk_steps(int nbc) { return (nbc * QT<TY>::LPB + 3) / 4; }
+template <GGMLType TY>
+IL_HD bool mmq_lane_unit(int sl, int tig, int nbc, int& bl, int& sub) {
+  const int u = 4 * sl + tig;
+  bl = u / QT<TY>::LPB;
+  sub = u - bl * QT<TY>::LPB;
+  return bl < nbc;
+}
+
+// Warp w of W issues the copies of tile rows w, w + W, w + 2 W, ... (copy q of the warp: row w + W (q / 2),
+// part q % 2) and announces their bytes on the tile's mbarrier (one arrival per warp). Bytes of its copies:
+template <GGMLType TY>
+IL_HD int mmq_warp_chunk_bytes(const QView& w, int64_t row0, int64_t c, int warp, int W) {
+  const int cnt = mmq_chunk_blocks<TY>(w, c);
+  int bytes = 0;
+  for (int r = warp; r < kMmqRows && row0 + r < w.n; r += W)
+    bytes += cnt * QT<TY>::PB + mmq_round(cnt * QT<TY>::SB, 16);
+  return bytes;
+}
+
+// Lane loads of unit `sub` of block bl (within the chunk) for tile rows g and g + 8, from the tile.
+template <GGMLType TY>
+IL_HD void mmq_tile_load(typename QT<TY>::Regs (&regs)[2], const uint8_t* tile, int g, int bl, int sub) {
+  using Q = QT<TY>;
+  using G = MmqTile<TY>;
+  Q::template load<true>(regs[0], tile + g * G::PS + bl * Q::PB, tile + G::SIDE + g * G::SS + bl * Q::SB, sub);
+  Q::template load<true>(regs[1], tile + (g + 8) * G::PS + bl * Q::PB,
+                         tile + G::SIDE + (g + 8) * G::SS + bl * Q::SB, sub);
+}
+
+// B fragment: x[g][e .. e+3] from the staged fp16 x (row stride ldx halves); zero for g >= T.
+IL_HD void mmq_b_frag(const uint16_t* xs, int64_t ldx, int g, int T, int64_t e, uint32_t (&b)[2]) {
+  if (g < T) {
+    const uint2 v = *reinterpret_cast<const uint2*>(xs + g * ldx + e);
+    b[0] = v.x;
+    b[1] = v.y;
+  } else {
+    b[0] = b[1] = 0u;
+  }
+}
+
+// Power-of-two scale for a row of x with largest magnitude amax: x * 2^-e < 2^15 (e >= 0); returns 2^-e.
+// Non-finite amax: 1 (inf / NaN pass through).
+IL_HD float mmq_x_scale(float amax) {
+  if (!(amax <= 3.0e38f)) return 1.f;
+  const uint32_t ex = (f2u(amax) >> 23) & 0xffu;  // amax < 2^(ex - 126)
+  const int e = (int)ex - 126 - 15;
+  return e > 0 ? u2f((uint32_t)(127 - e) << 23) : 1.f;
+}
+
+// 4 x elements to fp16 (scaled): two packed pairs.
+IL_HD uint2 mmq_x4_h(float v0, float v1, float v2, float v3, float scale) {
+#ifdef __CUDA_ARCH__
+  const __half2 a = __floats2half2_rn(v0 * scale, v1 * scale), b = __floats2half2_rn(v2 * scale, v3 * scale);
+  return make_uint2(*reinterpret_cast<const uint32_t*>(&a), *reinterpret_cast<const uint32_t*>(&b));
+#else
+  return make_uint2(h_pack(v0 * scale, v1 * scale), h_pack(v2 * scale, v3 * scale));
+#endif
+}
+
+// Output (row, x row) held by lane `lane`, C element c (see the header comment).
+IL_HD int mmq_c_row(int lane, int c) { return (lane >> 2) + 8 * (c >> 1); }
+IL_HD int mmq_c_t(int lane, int c) { return 2 * (lane & 3) + (c & 1); }
+
+}  // namespace cuda
+}  // namespace inferlab
