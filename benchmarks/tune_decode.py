@@ -26,7 +26,7 @@ _mm = inferlab._core.matmul
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", metavar="PATH")
-    ap.add_argument("--ring", default="32,64,96", help="KiB of tiles in flight per block")
+    ap.add_argument("--ring", default="0,32,64,96", help="KiB of tiles in flight per block (0: auto)")
     ap.add_argument("--warps", default="4,8")
     ap.add_argument("--T", default="1")
     ap.add_argument("--types", default="Q4_K,Q6_K,Q8_0,F16")

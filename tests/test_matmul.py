@@ -421,7 +421,7 @@ def test_cuda_forced_decode_paths(rng, t):
                 err = np.abs(y.numpy() - ref)
                 assert (err <= tol).all(), (path, knobs, n, k, T, float(np.nanmax(err / tol)))
     with pytest.raises(ValueError, match="ring_kib"):
-        mm.tune_mma_decode(0, 8)
+        mm.tune_mma_decode(-1, 8)
     with pytest.raises(ValueError, match="warps"):
         mm.tune_mma_decode(64, 9)
     if t == "BF16":

@@ -175,8 +175,8 @@ void bind_matmul(py::module_& m) {
       },
       py::arg("ring_kib") = 64, py::arg("warps") = 8,
       "Tensor-core decode kernel knobs, for measurements: KiB of weight tiles in flight per block (its "
-      "shared-memory ring, 1..96; at least two tiles) and warps per block (1..8). The defaults are the measured "
-      "choice.");
+      "shared-memory ring, 1..96, at least two tiles; 0: auto, as much as leaves two blocks per multiprocessor, "
+      "at least 64) and warps per block (1..8). The defaults are the measured choice.");
   mm.def(
       "bench_copy_ms",
       [](const std::vector<Tensor>& dsts, const std::vector<Tensor>& srcs, int iters) -> double {

@@ -481,8 +481,9 @@ static void check_mma(std::mt19937& g) {
                       const int64_t e = kb0 + bl * Q::QK + Q::run_offset(sub, j);
                       for (int i = 0; i < 4; ++i) {
                         for (int q = 0; q < 4; ++q) af[j][i][l][q] = fr[i][q];
-                        uint32_t bb[2];
-                        mmq_b_frag(xs.data(), ldx, valid ? gg : kMmqMaxT, T, e + 4 * i, bb);
+                        // as mmq_step: x row min(g, T - 1); nothing read for units past the row's end
+                        uint32_t bb[2] = {0u, 0u};
+                        if (valid) std::memcpy(bb, &xs[std::min(gg, T - 1) * ldx + e + 4 * i], 8);
                         bf[j][i][l][0] = bb[0];
                         bf[j][i][l][1] = bb[1];
                       }

@@ -193,8 +193,9 @@ __global__ void __launch_bounds__(kMmvkMaxWarps * 32) mmvk_kernel(const MmvArgs 
 // ============================================================================================
 // Tensor-core decode (lane logic in matmul_mma.cuh)
 // ============================================================================================
+// Not volatile: a pure function of its operands, so the compiler may schedule it among the decoding.
 __device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
-  asm volatile(
+  asm(
       "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
       "{%0, %1, %2, %3};"
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
@@ -259,8 +260,9 @@ __device__ __forceinline__ void mmq_issue(const QView& w, int64_t row0, int64_t 
 }
 
 // One warp step (sl: step within the chunk, kb0: first element of the chunk) of the tensor-core kernel.
-// CHECK: the chunk is the row's last and may be partial (units past its nbc blocks contribute zero).
-// xg: row g of the staged x, nullptr for g >= T (B fragment zero).
+// CHECK: the chunk is the row's last and may be partial (units past its nbc blocks contribute zero, and
+// read no x). xg: row min(g, T - 1) of the staged x: for g >= T the B fragment feeds only output columns
+// that are never stored (column g of the mma's C), so any finite or not data there is harmless.
 template <GGMLType TY, bool CHECK>
 __device__ __forceinline__ void mmq_step(float (&acc)[2][4], const uint8_t* tile, const uint16_t* xg, int kb0,
                                          int nbc, int sl, int g, int tig) {
@@ -282,7 +284,7 @@ __device__ __forceinline__ void mmq_step(float (&acc)[2][4], const uint8_t* tile
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       uint2 v = make_uint2(0u, 0u);
-      if (xg != nullptr && valid) v = *reinterpret_cast<const uint2*>(xg + e + 4 * i);
+      if (valid) v = *reinterpret_cast<const uint2*>(xg + e + 4 * i);
       const uint32_t bf[2] = {v.x, v.y};
       mma16816(acc[i & 1], af[i], bf);
     }
@@ -362,7 +364,7 @@ __global__ void __launch_bounds__(kMmqMaxWarps * 32) mmq_kernel(const MmvArgs a)
   if (restaged) __syncthreads();
 
   float acc[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
-  const uint16_t* xg = g < T ? xs + g * ldx : nullptr;
+  const uint16_t* xg = xs + (g < T ? g : T - 1) * ldx;
   for (int64_t c = 0; c < nchunks; ++c) {
     const int slot = (int)(c % S);
     const uint8_t* tile = ring + (size_t)slot * G::BYTES;
@@ -416,7 +418,11 @@ int sm_count() {
 
 // Programmatic dependent launch: on by default on compute capability >= 9 (set_pdl_enabled).
 bool g_pdl = true;
-// Tensor-core decode kernel: bytes of its tile ring per block and warps per block (tune_mma_decode).
+// Tensor-core decode kernel: bytes of its tile ring per block (0: auto, see launch_mmq) and warps per block
+// (tune_mma_decode). Measured on an H200 (benchmarks/tune_decode.py, 2026-12-02): 64 KiB against 32 KiB:
+// +8 points of the copy ceiling for Q4_K / Q8_0 / F16 at Llama-3 down, +7 / +14 for Q8_0 / F16 at
+// Phi-3 o; auto (up to 106 KiB less the staged x) against 64 KiB: -6 for Q8_0 at Llama-3 o, +5 for F16 at
+// Phi-3 o, the rest within 1.
 int g_mmq_ring = kMmqRingDefault;
 int g_mmq_warps = kMmqMaxWarps;
 
@@ -499,6 +505,9 @@ size_t mmq_smem_bytes(int t, int64_t k, int stages) {
   return (size_t)mmq_x_bytes(t, k) + (size_t)stages * (MmqTile<TY>::BYTES + 8);
 }
 constexpr int kMmqSmemLimit = 200 * 1024;  // opt-in dynamic shared memory of mmq_kernel (x + ring + barriers)
+// Dynamic shared memory per block that still fits two blocks on a multiprocessor (227 KB each on Hopper,
+// less the static 4.4 KB and the 1 KB the driver reserves per block).
+constexpr int kMmqBlockSmem = 106 * 1024;
 
 template <GGMLType TY>
 void launch_mmq(MmvArgs a, cudaStream_t stream) {
@@ -512,8 +521,12 @@ void launch_mmq(MmvArgs a, cudaStream_t stream) {
   const int warps = (int)std::max<int64_t>(1, std::min<int64_t>(g_mmq_warps, nsteps));
   const int64_t grid = (a.w.n + kMmqRows - 1) / kMmqRows;
   // Tiles in flight: as many as the ring holds, at least two (one filling while one is used), at most
-  // the row's chunks.
-  a.stages = (int)std::max<int64_t>(std::min<int64_t>(2, nchunks), std::min<int64_t>(g_mmq_ring / G::BYTES, nchunks));
+  // the row's chunks. Auto ring (tune_mma_decode(0)): what leaves room for two blocks per multiprocessor
+  // next to the staged x (more bytes in flight per block, without halving the warps that decode them), at
+  // least kMmqRingDefault.
+  const int64_t xb = mmq_x_bytes((int)std::min<int64_t>(a.t, mmq_rows_per_launch(a.w.k)), a.w.k);
+  const int64_t ring = g_mmq_ring > 0 ? g_mmq_ring : std::max<int64_t>(kMmqRingDefault, kMmqBlockSmem - xb);
+  a.stages = (int)std::max<int64_t>(std::min<int64_t>(2, nchunks), std::min<int64_t>(ring / G::BYTES, nchunks));
   const int64_t tc = mmq_rows_per_launch(a.w.k);
   IL_CHECK_ARG(tc >= 1, "matmul: k=", a.w.k, " is too large for the tensor-core decode kernel");
   const size_t xrow = (size_t)a.w.k * (a.x_kind == kXF32 ? 4 : 2), yrow = (size_t)a.w.n * (a.y_f16 ? 2 : 4);
@@ -929,7 +942,7 @@ double time_graph_ms(int iters, F&& enqueue) {
 }  // namespace
 
 void tune_mma_decode(int ring_kib, int warps) {
-  IL_CHECK_ARG(ring_kib >= 1 && ring_kib <= 96, "ring_kib must be in [1, 96], got ", ring_kib);
+  IL_CHECK_ARG(ring_kib >= 0 && ring_kib <= 96, "ring_kib must be in [0, 96] (0: auto), got ", ring_kib);
   IL_CHECK_ARG(warps >= 1 && warps <= kMmqMaxWarps, "warps must be in [1, ", kMmqMaxWarps, "], got ", warps);
   g_mmq_ring = ring_kib * 1024;
   g_mmq_warps = warps;

@@ -79,7 +79,8 @@ void dequantize_to_f16(const QWeight& w, void* out, cudaStream_t stream);
 // previous setting. For measurements (benchmarks/_bench_matmul.py).
 bool set_pdl_enabled(bool on);
 // Tensor-core decode kernel tuning (benchmarks): KiB of weight tiles in flight per block (its shared-memory
-// ring; default 64, at least two tiles) and warps per block (default 8).
+// ring, at least two tiles; default 64; 0: as much as leaves two blocks per multiprocessor, at least 64)
+// and warps per block (default 8).
 void tune_mma_decode(int ring_kib, int warps);
 
 // Benchmark helpers (benchmarks/_bench_matmul.py). Each runs `iters` calls cycling through the list,

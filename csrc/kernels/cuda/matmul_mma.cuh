@@ -28,7 +28,8 @@
 // tile, warp 0 refills it with the chunk `stages` further on.
 // For quarter i (elements 4i..4i+3) of run j of its unit, a lane's A fragment holds
 //   a[0] = W[g][e .. e+1], a[1] = W[g+8][e .. e+1], a[2] = W[g][e+2 .. e+3], a[3] = W[g+8][e+2 .. e+3]
-// and its B fragment  b[0] = x[g][e .. e+1], b[1] = x[g][e+2 .. e+3]   (zero for g >= T),
+// and its B fragment  b[0] = x[g][e .. e+1], b[1] = x[g][e+2 .. e+3]   (row T - 1 for g >= T: column g
+// of the product is never stored),
 // with e the element index of the quarter: the mma's k index (2 tig + {0, 1, 8, 9}) maps to the same four
 // elements of x and W in every lane with that tig, so the product sums exactly the right pairs. Lane
 // (g, tig) ends up holding y[2 tig + {0, 1}][row g, g + 8] (C fragment); the warps' sums meet in shared memory.
@@ -44,7 +45,7 @@ namespace cuda {
 constexpr int kMmqRows = 16;              // rows of W per block (mma M)
 constexpr int kMmqMaxWarps = 8;           // warps per block (fewer when a row has few steps)
 constexpr int kMmqStageTarget = 20 * 1024;  // bytes of one ring tile (at least; see MmqTile)
-constexpr int kMmqRingDefault = 64 * 1024;  // bytes of the ring (tiles in flight) per block, by default
+constexpr int kMmqRingDefault = 64 * 1024;  // bytes of the ring (tiles in flight) per block by default
 constexpr int kMmqPad = 8;                // halves of padding per staged row of x (spreads banks over rows)
 constexpr int kMmqSmemMax = 96 * 1024;    // staged x per launch; more rows of x run in chunks
 constexpr int kMmqMaxT = 8;               // rows of x per launch (mma N)
@@ -240,17 +241,6 @@ IL_HD void mmq_tile_load(typename QT<TY>::Regs (&regs)[2], const uint8_t* tile, 
   Q::template load<true>(regs[0], tile + g * G::PS + bl * Q::PB, tile + G::SIDE + g * G::SS + bl * Q::SB, sub);
   Q::template load<true>(regs[1], tile + (g + 8) * G::PS + bl * Q::PB,
                          tile + G::SIDE + (g + 8) * G::SS + bl * Q::SB, sub);
-}
-
-// B fragment: x[g][e .. e+3] from the staged fp16 x (row stride ldx halves); zero for g >= T.
-IL_HD void mmq_b_frag(const uint16_t* xs, int64_t ldx, int g, int T, int64_t e, uint32_t (&b)[2]) {
-  if (g < T) {
-    const uint2 v = *reinterpret_cast<const uint2*>(xs + g * ldx + e);
-    b[0] = v.x;
-    b[1] = v.y;
-  } else {
-    b[0] = b[1] = 0u;
-  }
 }
 
 // Power-of-two scale for a row of x with largest magnitude amax: x * 2^-e < 2^15 (e >= 0); returns 2^-e.
