@@ -436,8 +436,19 @@ bool device_has_pdl() {
   }();
   return v;
 }
-// The tensor-core decode kernel needs bulk copies (Hopper and later).
-bool mmq_available() { return device_has_pdl(); }
+constexpr int kMmqSmemLimit = 200 * 1024;  // opt-in dynamic shared memory of mmq_kernel (x + ring + barriers)
+// The tensor-core decode kernel needs bulk copies (compute capability >= 9) and a multiprocessor with room
+// for its shared memory (Hopper data-center parts: 227 KB per block; not, e.g., GPUs with 99 KB).
+bool mmq_available() {
+  static const bool v = [] {
+    if (!device_has_pdl()) return false;
+    int dev = 0, optin = 0;
+    IL_CUDA_CHECK(cudaGetDevice(&dev));
+    IL_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+    return optin >= kMmqSmemLimit + 8 * 1024;  // + the kernel's static shared memory
+  }();
+  return v;
+}
 
 // Launches a decode kernel (all of them call pdl_wait() before touching x or y), with programmatic stream
 // serialization when enabled.
@@ -504,7 +515,6 @@ template <GGMLType TY>
 size_t mmq_smem_bytes(int t, int64_t k, int stages) {
   return (size_t)mmq_x_bytes(t, k) + (size_t)stages * (MmqTile<TY>::BYTES + 8);
 }
-constexpr int kMmqSmemLimit = 200 * 1024;  // opt-in dynamic shared memory of mmq_kernel (x + ring + barriers)
 // Dynamic shared memory per block that still fits two blocks on a multiprocessor (227 KB each on Hopper,
 // less the static 4.4 KB and the 1 KB the driver reserves per block).
 constexpr int kMmqBlockSmem = 106 * 1024;
@@ -574,7 +584,8 @@ void decode(const MatmulParams& p, cudaStream_t stream) {
                                ((p.path == MatmulPath::Auto || p.path == MatmulPath::Fused) && mma_fits &&
                                 mmq_available()));
   if (p.path == MatmulPath::FusedMma && !mmq_available())
-    throw NotSupportedError("matmul: the tensor-core decode kernel needs compute capability >= 9.0");
+    throw NotSupportedError("matmul: the tensor-core decode kernel needs compute capability >= 9.0 and 208 KB of "
+                            "shared memory per block");
   if (p.path == MatmulPath::FusedMma)
     IL_CHECK_ARG(mma_fits, "matmul: the tensor-core decode kernel takes quantized or F16 weights with k <= ",
                  kMmqSmemMax / 2 - kMmqPad, ", got ", ggml_type_traits((int32_t)p.w->type)->name, " with k=", p.w->k);
