@@ -75,7 +75,9 @@ MMA_MAX_K = 96 * 1024 // 2 - 8  # CUDA: the tensor-core decode kernel stages one
 
 
 def _mma_available() -> bool:
-    """The tensor-core decode kernel runs on compute capability >= 9 (it streams W with bulk copies)."""
+    """The tensor-core decode kernel runs on compute capability >= 9 (it streams W with bulk copies) with
+    208 KB of shared memory per block, as on H100 / H200 (matmul.cu mmq_available); devices() does not
+    report shared memory, so a cc >= 9 GPU with less would be mispredicted here."""
     if not inferlab.cuda_available():
         return False
     return tuple(inferlab.devices()[0]["compute_capability"]) >= (9, 0)
