@@ -368,13 +368,13 @@ static void check_mma(std::mt19937& g) {
   const int64_t bs = ggml_type_traits((int32_t)TY)->block_size;
   struct Shape { int64_t n, k; };
   std::vector<Shape> shapes = {{21, 512}, {16, 3072}, {18, 2816}};
-  // mmq_issue: for any warp count, the lanes (warp w, lane l: row w + W (l / 2), part l % 2) issue every
-  // (row, part) of a tile exactly once.
+  // mmq_issue: for any warp count, the lanes (warp w, lane l: row mmq_copy_row(w, W, l), part l % 2) issue
+  // every (row, part) of a tile exactly once.
   for (int W = 1; W <= kMmqMaxWarps; ++W) {
     int seen[kMmqRows][2] = {};
     for (int w = 0; w < W; ++w)
       for (int l = 0; l < 32; ++l)
-        if (w + W * (l >> 1) < kMmqRows) ++seen[w + W * (l >> 1)][l & 1];
+        if (mmq_copy_row(w, W, l) < kMmqRows) ++seen[mmq_copy_row(w, W, l)][l & 1];
     for (int r = 0; r < kMmqRows; ++r)
       if (seen[r][0] != 1 || seen[r][1] != 1) {
         FAIL("%s mma: with %d warps, tile row %d is copied %d / %d times", name, W, r, seen[r][0], seen[r][1]);
@@ -437,8 +437,10 @@ static void check_mma(std::mt19937& g) {
               // The copy engine's part: garbage first (rows past n keep it; copies must cover the rest).
               for (uint8_t& v : tile) v = (uint8_t)byte(g);
               int64_t copied = 0;
-              for (int r = 0; r < kMmqRows && row0 + r < n; ++r)
-                for (int part = 0; part < 2; ++part) {
+              for (int w = 0; w < W; ++w)  // as mmq_issue
+                for (int l = 0; l < 32; ++l) {
+                  const int r = mmq_copy_row(w, W, l), part = l & 1;
+                  if (r >= kMmqRows || row0 + r >= n) continue;
                   const uint8_t* src = nullptr;
                   int dst = 0;
                   const int bytes = mmq_copy<TY>(ew.v, row0, r, ch, part, src, dst);

@@ -250,11 +250,11 @@ __device__ __forceinline__ void mmq_issue(const QView& w, int64_t row0, int64_t 
                                           int warp, int W, int lane) {
   if (lane == 0) mbar_arrive_expect_tx(bar, (uint32_t)mmq_warp_chunk_bytes<TY>(w, row0, c, warp, W));
   __syncwarp();
-  const int r = warp + W * (lane >> 1), part = lane & 1;
+  const int r = mmq_copy_row(warp, W, lane);
   if (r < kMmqRows && row0 + r < w.n) {
     const uint8_t* src;
     int dst;
-    const int bytes = mmq_copy<TY>(w, row0, r, c, part, src, dst);
+    const int bytes = mmq_copy<TY>(w, row0, r, c, lane & 1, src, dst);
     if (bytes > 0) bulk_copy(tile + dst, src, (uint32_t)bytes, bar);
   }
 }
@@ -289,6 +289,21 @@ __device__ __forceinline__ void mmq_step(float (&acc)[2][4], const uint8_t* tile
       mma16816(acc[i & 1], af[i], bf);
     }
   }
+}
+
+// The block stages row t of x into xrow as fp16, times `scale`; returns this thread's largest |x| seen.
+__device__ __forceinline__ float mmq_stage_x_row(const MmvArgs& a, uint16_t* xrow, int t, float scale) {
+  const int64_t K = a.w.k, items = K / 4;  // 4 elements per item (K % 16 == 0)
+  float m = 0.f;
+#pragma unroll 8
+  for (int64_t i = threadIdx.x; i < items; i += blockDim.x) {
+    float v[4];
+    load_x4(a, t * K + 4 * i, v);
+#pragma unroll
+    for (int e = 0; e < 4; ++e) m = fmax_nan(m, fabsf(v[e]));
+    *reinterpret_cast<uint2*>(xrow + 4 * i) = mmq_x4_h(v[0], v[1], v[2], v[3], scale);
+  }
+  return m;
 }
 
 // Grid: ceil(n / kMmqRows) blocks of 32 * W threads (W <= kMmqMaxWarps); dynamic shared memory
@@ -328,17 +343,8 @@ __global__ void __launch_bounds__(kMmqMaxWarps * 32) mmq_kernel(const MmvArgs a)
 
   // Stage x as fp16 in one pass, measuring each row's largest magnitude on the way; a row that reaches 2^15
   // (rare) is staged again, scaled by a power of two.
-  const int64_t items = K / 4;  // 4 elements per item (K % 16 == 0)
   for (int t = 0; t < T; ++t) {
-    float m = 0.f;
-#pragma unroll 8
-    for (int64_t i = threadIdx.x; i < items; i += blockDim.x) {
-      float v[4];
-      load_x4(a, t * K + 4 * i, v);
-#pragma unroll
-      for (int e = 0; e < 4; ++e) m = fmax_nan(m, fabsf(v[e]));
-      *reinterpret_cast<uint2*>(xs + t * ldx + 4 * i) = mmq_x4_h(v[0], v[1], v[2], v[3], 1.f);
-    }
+    float m = mmq_stage_x_row(a, xs + t * ldx, t, 1.f);
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) m = fmax_nan(m, __shfl_xor_sync(0xffffffffu, m, o));
     if (lane == 0) amax_s[warp][t] = m;
@@ -355,11 +361,7 @@ __global__ void __launch_bounds__(kMmqMaxWarps * 32) mmq_kernel(const MmvArgs a)
     const float sc = xscale[t];  // uniform over the block
     if (sc == 1.f) continue;
     restaged = true;
-    for (int64_t i = threadIdx.x; i < items; i += blockDim.x) {
-      float v[4];
-      load_x4(a, t * K + 4 * i, v);
-      *reinterpret_cast<uint2*>(xs + t * ldx + 4 * i) = mmq_x4_h(v[0], v[1], v[2], v[3], sc);
-    }
+    mmq_stage_x_row(a, xs + t * ldx, t, sc);
   }
   if (restaged) __syncthreads();
 
@@ -367,7 +369,7 @@ __global__ void __launch_bounds__(kMmqMaxWarps * 32) mmq_kernel(const MmvArgs a)
   const uint16_t* xg = xs + (g < T ? g : T - 1) * ldx;
   for (int64_t c = 0; c < nchunks; ++c) {
     const int slot = (int)(c % S);
-    const uint8_t* tile = ring + (size_t)slot * G::BYTES;
+    uint8_t* tile = ring + (size_t)slot * G::BYTES;
     const int nbc = mmq_chunk_blocks<TY>(a.w, c), kb0 = (int)(c * G::CB * Q::QK);
     mbar_wait(bars + slot, (uint32_t)((c / S) & 1));
     if (nbc == G::CB) {
@@ -379,7 +381,7 @@ __global__ void __launch_bounds__(kMmqMaxWarps * 32) mmq_kernel(const MmvArgs a)
     }
     // Every warp is done with this tile: refill it with the chunk S further on.
     __syncthreads();
-    if (c + S < nchunks) mmq_issue<TY>(a.w, row0, c + S, ring + (size_t)slot * G::BYTES, bars + slot, warp, W, lane);
+    if (c + S < nchunks) mmq_issue<TY>(a.w, row0, c + S, tile, bars + slot, warp, W, lane);
   }
 
   // Sum the two chains, then the W warps; thread (lane, c) of the first 4 warps finishes output c of lane.
@@ -534,11 +536,11 @@ void launch_mmq(MmvArgs a, cudaStream_t stream) {
   // the row's chunks. Auto ring (tune_mma_decode(0)): what leaves room for two blocks per multiprocessor
   // next to the staged x (more bytes in flight per block, without halving the warps that decode them), at
   // least kMmqRingDefault.
-  const int64_t xb = mmq_x_bytes((int)std::min<int64_t>(a.t, mmq_rows_per_launch(a.w.k)), a.w.k);
-  const int64_t ring = g_mmq_ring > 0 ? g_mmq_ring : std::max<int64_t>(kMmqRingDefault, kMmqBlockSmem - xb);
-  a.stages = (int)std::max<int64_t>(std::min<int64_t>(2, nchunks), std::min<int64_t>(ring / G::BYTES, nchunks));
   const int64_t tc = mmq_rows_per_launch(a.w.k);
   IL_CHECK_ARG(tc >= 1, "matmul: k=", a.w.k, " is too large for the tensor-core decode kernel");
+  const int64_t xb = mmq_x_bytes((int)std::min<int64_t>(a.t, tc), a.w.k);
+  const int64_t ring = g_mmq_ring > 0 ? g_mmq_ring : std::max<int64_t>(kMmqRingDefault, kMmqBlockSmem - xb);
+  a.stages = (int)std::max<int64_t>(std::min<int64_t>(2, nchunks), std::min<int64_t>(ring / G::BYTES, nchunks));
   const size_t xrow = (size_t)a.w.k * (a.x_kind == kXF32 ? 4 : 2), yrow = (size_t)a.w.n * (a.y_f16 ? 2 : 4);
   const int T = a.t;
   for (int t0 = 0; t0 < T; t0 += (int)tc) {

@@ -222,8 +222,11 @@ IL_HD bool mmq_lane_unit(int sl, int tig, int nbc, int& bl, int& sub) {
   return bl < nbc;
 }
 
-// Warp w of W issues the copies of tile rows w, w + W, w + 2 W, ... (copy q of the warp: row w + W (q / 2),
-// part q % 2) and announces their bytes on the tile's mbarrier (one arrival per warp). Bytes of its copies:
+// Warp w of W issues the copies of tile rows w, w + W, w + 2 W, ...: lane l copies part l % 2 of tile row
+// mmq_copy_row(w, W, l) (nothing when that is >= kMmqRows), and the warp announces their bytes on the tile's
+// mbarrier (one arrival per warp).
+IL_HD int mmq_copy_row(int warp, int W, int lane) { return warp + W * (lane >> 1); }
+// Bytes of warp `warp`'s copies of chunk c.
 template <GGMLType TY>
 IL_HD int mmq_warp_chunk_bytes(const QView& w, int64_t row0, int64_t c, int warp, int W) {
   const int cnt = mmq_chunk_blocks<TY>(w, c);
