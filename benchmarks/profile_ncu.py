@@ -70,8 +70,13 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", default="basic,matvec")
     ap.add_argument("--types", default="", help="matvec: only these weight types (comma-separated)")
+    ap.add_argument("--mma", default="", help="tensor-core decode knobs ring_kib,warps,fold,cluster "
+                    "(matmul.tune_mma_decode), e.g. 64,8,0,1")
     args = ap.parse_args()
     types = [t for t in args.types.split(",") if t]
+    if args.mma:
+        r, w, f, c = (int(v) for v in args.mma.split(","))
+        _mm.tune_mma_decode(r, w, f, c)
     for s in args.only.split(","):
         basic() if s == "basic" else matvec(types)
     inferlab._core.synchronize()

@@ -3,7 +3,7 @@
 block) on the GPU, at the matvec shapes of benchmarks/_bench_matmul.py; prints % of the copy ceiling per
 setting and writes JSON. Used to choose the defaults in csrc/kernels/cuda/matmul.cu (g_mmq_ring, g_mmq_warps).
 
-    python benchmarks/tune_decode.py [--json PATH] [--ring 32,64,96] [--warps 4,8] [--T 1]
+    python benchmarks/tune_decode.py [--json PATH] [--ring 32,64,96] [--warps 4,8] [--T 1] [--fold=-1,0,1] [--pdl 1,0] [--cluster 1,2,4]
 """
 from __future__ import annotations
 
@@ -29,6 +29,9 @@ def main() -> int:
     ap.add_argument("--ring", default="0,32,64,96", help="KiB of tiles in flight per block (0: auto)")
     ap.add_argument("--warps", default="4,8")
     ap.add_argument("--T", default="1")
+    ap.add_argument("--fold", default="-1", help="folded scales at T = 1: -1 per type, 0 off, 1 on (list)")
+    ap.add_argument("--pdl", default="1", help="programmatic dependent launch on (1) / off (0) (list)")
+    ap.add_argument("--cluster", default="0", help="blocks per cluster sharing the staging of x (0: auto) (list)")
     ap.add_argument("--types", default="Q4_K,Q6_K,Q8_0,F16")
     ap.add_argument("--shapes", default="phi3 o,llama3 o,llama3 down")
     args = ap.parse_args()
@@ -38,6 +41,9 @@ def main() -> int:
     rings = [int(v) for v in args.ring.split(",")]
     warps = [int(v) for v in args.warps.split(",")]
     Ts = [int(v) for v in args.T.split(",")]
+    folds = [int(v) for v in args.fold.split(",")]
+    pdls = [bool(int(v)) for v in args.pdl.split(",")]
+    clusters = [int(v) for v in args.cluster.split(",")]
     # the copy ceiling as benchmarks/kernels.py measures it (1 GiB device-to-device, read + write)
     ceiling = measure_copy_ceiling(Ctx())
     print(f"copy ceiling {ceiling:.0f} GB/s")
@@ -53,14 +59,18 @@ def main() -> int:
                 y = inferlab.DeviceArray.empty((T, n), "float32", "cuda")
                 nbytes = wbytes + T * k * 4 + T * n * 4
                 line = []
-                for w in warps:
-                    for ring in rings:
-                        _mm.tune_mma_decode(ring, w)
+                for pdl, cl, fold, w, ring in [(p, c, f, w, r) for p in pdls for c in clusters for f in folds
+                                               for w in warps for r in rings]:
+                    _mm.tune_mma_decode(ring, w, fold, cl)
+                    old_pdl = _mm.set_pdl(pdl)
+                    try:
                         ms = float(_mm.bench_matmul_ms(x, [q._w for q in ws], y, 100, "fused_mma"))
-                        pct = 100.0 * nbytes / (ms * 1e-3) / 1e9 / ceiling
-                        rows.append(dict(shape=label, n=n, k=k, type=t, T=T, warps=w, ring_kib=ring, ms=ms,
-                                         pct_of_copy=pct))
-                        line.append(f"w{w}/r{ring} {pct:5.1f}")
+                    finally:
+                        _mm.set_pdl(old_pdl)
+                    pct = 100.0 * nbytes / (ms * 1e-3) / 1e9 / ceiling
+                    rows.append(dict(shape=label, n=n, k=k, type=t, T=T, warps=w, ring_kib=ring, fold=fold,
+                                     pdl=pdl, cluster=cl, ms=ms, pct_of_copy=pct))
+                    line.append(f"{'' if pdl else 'nopdl/'}{f'c{cl}/' if cl != 0 else ''}f{fold}/w{w}/r{ring} {pct:5.1f}")
                 print(f"{label:12s} {t:5s} T={T}: " + "  ".join(line), flush=True)
             del ws
     _mm.tune_mma_decode()

@@ -408,9 +408,14 @@ def test_cuda_forced_decode_paths(rng, t):
             ref, mag = xf @ W.T, np.abs(xf) @ np.abs(W).T
             mma = t != "BF16" and _mma_available()
             # the tensor-core kernel also with its smallest ring (two tiles: every tile refilled many times
-            # at K = 14336) and with 3 warps (warps that get no step of a chunk)
+            # at K = 14336), with 3 warps (warps that get no step of a chunk), with clusters of 4 and 2
+            # blocks sharing the staging of x (203 rows: 13 row blocks, padded to 16; 37 rows: 3 row blocks,
+            # so the cluster shrinks to 2, padded to 4) and, at T = 1, with its folded scales (Q4_K / Q5_K)
+            # forced off and on (with 3 warps, the smallest ring and a cluster)
             runs = [("fused_staged", None)] + ([("fused_splitk", None)] if T <= 2 else []) + (
-                [("fused_mma", None), ("fused_mma", (1, 8)), ("fused_mma", (96, 3))] if mma else [])
+                [("fused_mma", None), ("fused_mma", (1, 8)), ("fused_mma", (96, 3)), ("fused_mma", (64, 8, -1, 4)),
+                 ("fused_mma", (1, 3, -1, 2))] if mma else []) + (
+                [("fused_mma", (64, 8, 0)), ("fused_mma", (1, 3, 1, 4))] if mma and T == 1 else [])
             for path, knobs in runs:
                 y = inferlab.DeviceArray.from_numpy(np.full((T, n), np.nan, np.float32), "cuda")
                 if knobs:
@@ -426,6 +431,10 @@ def test_cuda_forced_decode_paths(rng, t):
         mm.tune_mma_decode(-1, 8)
     with pytest.raises(ValueError, match="warps"):
         mm.tune_mma_decode(64, 9)
+    with pytest.raises(ValueError, match="fold"):
+        mm.tune_mma_decode(64, 8, 2)
+    with pytest.raises(ValueError, match="cluster"):
+        mm.tune_mma_decode(64, 8, -1, 3)
     if t == "BF16":
         with pytest.raises(ValueError, match="tensor-core"):
             mm.bench_matmul_ms(inferlab.DeviceArray.from_numpy(x, "cuda"), [w._w], y, 1, "fused_mma")
@@ -457,6 +466,18 @@ def test_cuda_mma_decode_nan_inf_and_pdl(rng, t):
     finally:
         mm.set_pdl(old)
     np.testing.assert_array_equal(y2, y)
+    # One row at a time (T = 1: the folded-scale path where the type has it, which must step aside for
+    # non-finite x: its offset cancellation would turn inf into NaN), folded path forced on, x staged by
+    # clusters of 2 blocks (the row maximum, NaN included, combined over the cluster).
+    mm.tune_mma_decode(64, 8, 1, 2)
+    try:
+        y1 = [matmul(x[i:i + 1], w)[0] for i in range(T)]
+    finally:
+        mm.tune_mma_decode()
+    assert np.isnan(y1[1]).all() and not np.isfinite(y1[2]).any()
+    inf = np.isinf(y[2])
+    assert np.array_equal(np.isinf(y1[2]), inf) and np.array_equal(np.sign(y1[2][inf]), np.sign(y[2][inf]))
+    assert (np.abs(np.stack([y1[0], y1[3]]) - xf @ W.T) <= tol).all()
 
 
 @pytest.mark.cuda

@@ -165,18 +165,20 @@ void bind_matmul(py::module_& m) {
       "setting. For measurements.");
   mm.def(
       "tune_mma_decode",
-      [](int ring_kib, int warps) {
+      [](int ring_kib, int warps, int fold, int cluster) {
 #ifdef INFERLAB_WITH_CUDA
-        cuda::tune_mma_decode(ring_kib, warps);
+        cuda::tune_mma_decode(ring_kib, warps, fold, cluster);
 #else
-        (void)ring_kib; (void)warps;
+        (void)ring_kib; (void)warps; (void)fold; (void)cluster;
         require_cuda("tune_mma_decode");
 #endif
       },
-      py::arg("ring_kib") = 64, py::arg("warps") = 8,
+      py::arg("ring_kib") = 64, py::arg("warps") = 8, py::arg("fold") = -1, py::arg("cluster") = 0,
       "Tensor-core decode kernel knobs, for measurements: KiB of weight tiles in flight per block (its "
       "shared-memory ring, 1..96, at least two tiles; 0: auto, as much as leaves two blocks per multiprocessor, "
-      "at least 64) and warps per block (1..8). The defaults are the measured choice.");
+      "at least 64), warps per block (1..8) and, for one row of x, the folded-scale path (-1: per type, 0: off, "
+      "1: on where the type supports it) and blocks per cluster that share the staging of x (0: auto, 1, 2, 4, "
+      "8). The defaults are the measured choice.");
   mm.def(
       "bench_copy_ms",
       [](const std::vector<Tensor>& dsts, const std::vector<Tensor>& srcs, int iters) -> double {

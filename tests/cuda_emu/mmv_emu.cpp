@@ -410,6 +410,8 @@ static void check_mma(std::mt19937& g) {
           a.t = T;
           // staging (the kernel's two passes)
           std::vector<uint16_t> xs((size_t)(T * ldx), 0xffffu);  // NaN padding: must never be read
+          std::vector<float> xsum((size_t)(k / 16), NAN);          // T = 1: sums of the staged 16-groups
+          const bool fold = MmqFold<TY>::OK && T == 1;               // as mmq_kernel (x is finite here)
           float xscale[kMmqMaxT];
           for (int t = 0; t < T; ++t) {
             float m = 0.f;
@@ -426,6 +428,16 @@ static void check_mma(std::mt19937& g) {
               const uint2 h = mmq_x4_h(v[0], v[1], v[2], v[3], xscale[t]);
               std::memcpy(&xs[t * ldx + 4 * i], &h, 8);
             }
+            if (T == 1)  // as mmq_stage_x_row: item sums, then the quad's butterfly
+              for (int64_t q = 0; q < k / 16; ++q) {
+                float s4[4];
+                for (int u = 0; u < 4; ++u) {
+                  uint2 h;
+                  std::memcpy(&h, &xs[16 * q + 4 * u], 8);
+                  s4[u] = mmq_x4_sum(h);
+                }
+                xsum[q] = (s4[0] + s4[1]) + (s4[2] + s4[3]);
+              }
           }
           for (int64_t row0 = 0; row0 < n; row0 += kMmqRows) {
             double y[kMmqRows][kMmqMaxT] = {};
@@ -467,6 +479,48 @@ static void check_mma(std::mt19937& g) {
               if (nbc == G::CB && mmq_chunk_steps<TY>(nbc) != G::STEPS) {
                 FAIL("%s mma: a full chunk has %d steps, not STEPS = %d", name, mmq_chunk_steps<TY>(nbc), G::STEPS);
                 return;
+              }
+              if constexpr (MmqFold<TY>::OK) if (fold) {  // as mmq_group_fold, group by group
+                using F = MmqFold<TY>;
+                static const uint16_t zeros[16] = {};
+                const int ngr = (mmq_chunk_steps<TY>(nbc) + F::FSTEPS - 1) / F::FSTEPS;
+                if (nbc == G::CB && ngr * F::FSTEPS != G::STEPS) FAIL("%s fold: groups do not tile a chunk", name);
+                for (int w = 0; w < W; ++w)
+                  for (int p = w; p < ngr; p += W) {
+                    static float cf[32][4];
+                    std::memset(cf, 0, sizeof(cf));
+                    for (int s = 0; s < F::FSTEPS; ++s) {
+                      const int sl = p * F::FSTEPS + s;
+                      uint32_t af[Q::RUNS][4][32][4], bf[Q::RUNS][4][32][2];
+                      for (int l = 0; l < 32; ++l) {
+                        const int gg = l >> 2, tig = l & 3;
+                        typename Q::Regs regs[2];
+                        int bl, sub;
+                        const bool valid = mmq_lane_unit<TY>(sl, tig, nbc, bl, sub);
+                        if (valid) mmq_tile_load<TY>(regs, tile.data(), gg, bl, sub);
+                        for (int j = 0; j < Q::RUNS; ++j) {
+                          uint32_t fr[4][4] = {};
+                          if (valid) mmq_a_codes<TY>(regs[0], regs[1], sub, j, fr);
+                          int e = 0;
+                          const bool mine = mmq_fold_b<TY>(sl, s, tig, j, gg, nbc, e);
+                          const uint16_t* xb = mine ? &xs[kb0 + e] : zeros;
+                          for (int i = 0; i < 4; ++i) {
+                            for (int q = 0; q < 4; ++q) af[j][i][l][q] = fr[i][q];
+                            std::memcpy(bf[j][i][l], xb + 4 * i, 8);
+                          }
+                        }
+                      }
+                      for (int j = 0; j < Q::RUNS; ++j)
+                        for (int i = 0; i < 4; ++i) emu_mma(cf, af[j][i], bf[j][i]);
+                    }
+                    for (int l = 0; l < 32; ++l) {
+                      float yl[2] = {0.f, 0.f};
+                      mmq_fold<TY>(yl, cf[l], tile.data(), xsum.data() + kb0 / 16, p, nbc, l >> 2, l & 3);
+                      y[l >> 2][0] += yl[0];
+                      y[(l >> 2) + 8][0] += yl[1];
+                    }
+                  }
+                continue;
               }
               for (int w = 0; w < W; ++w) {
                 for (int sl = w; sl < mmq_chunk_steps<TY>(nbc); sl += W) {

@@ -291,17 +291,123 @@ __device__ __forceinline__ void mmq_step(float (&acc)[2][4], const uint8_t* tile
   }
 }
 
-// The block stages row t of x into xrow as fp16, times `scale`; returns this thread's largest |x| seen.
-__device__ __forceinline__ float mmq_stage_x_row(const MmvArgs& a, uint16_t* xrow, int t, float scale) {
-  const int64_t K = a.w.k, items = K / 4;  // 4 elements per item (K % 16 == 0)
+// One group (p: its index within the chunk) of the folded path (T = 1, see matmul_mma.cuh): the mmas of
+// its FSTEPS steps into fresh class sums, then the lane's fold into yacc. xs: the staged x row; xsc: its
+// 16-element sums from the chunk's first element. CHECK: partial chunk (units past nbc blocks: A = 0, B =
+// zeros, classes not folded).
+template <GGMLType TY, bool CHECK>
+__device__ __forceinline__ void mmq_group_fold(float (&yacc)[2], const uint8_t* tile, const uint16_t* xs,
+                                               const float* xsc, const uint16_t* zeros, int kb0, int nbc,
+                                               int p, int g, int tig) {
+  using Q = QT<TY>;
+  using F = MmqFold<TY>;
+  float cacc[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+#pragma unroll
+  for (int s = 0; s < F::FSTEPS; ++s) {
+    const int sl = p * F::FSTEPS + s;
+    int bl, sub;
+    const bool valid = mmq_lane_unit<TY>(sl, tig, nbc, bl, sub) || !CHECK;
+    typename Q::Regs regs[2];
+    if (valid) mmq_tile_load<TY>(regs, tile, g, bl, sub);
+#pragma unroll
+    for (int j = 0; j < Q::RUNS; ++j) {
+      uint32_t af[4][4];
+      if (valid) {
+        mmq_a_codes<TY>(regs[0], regs[1], sub, j, af);
+      } else {
+#pragma unroll
+        for (int i = 0; i < 4; ++i) af[i][0] = af[i][1] = af[i][2] = af[i][3] = 0u;
+      }
+      int e = 0;
+      const bool mine = mmq_fold_b<TY>(sl, s, tig, j, g, nbc, e);
+      const uint16_t* xb = mine ? xs + kb0 + e : zeros;
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const uint2 v = *reinterpret_cast<const uint2*>(xb + 4 * i);
+        const uint32_t bf[2] = {v.x, v.y};
+        mma16816(cacc[i & 1], af[i], bf);
+      }
+    }
+  }
+  float cs[4];
+#pragma unroll
+  for (int c = 0; c < 4; ++c) cs[c] = cacc[0][c] + cacc[1][c];
+  mmq_fold<TY>(yacc, cs, tile, xsc, p, nbc, g, tig);
+}
+
+// Cluster primitives (sm_90, raw PTX). mmq_store_all stores v at p (this block's shared memory) in the
+// shared memory of every block of the cluster (CL blocks; 1: this block only).
+__device__ __forceinline__ int mmq_cluster_rank() {
+  uint32_t r = 0;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
+#endif
+  return (int)r;
+}
+__device__ __forceinline__ void mmq_store_all(uint2* p, uint2 v, int CL) {
+  if (CL == 1) {
+    *p = v;
+    return;
+  }
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  const uint32_t a = smem_addr(p);
+  for (int r = 0; r < CL; ++r) {
+    uint32_t ra;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(ra) : "r"(a), "r"(r));
+    asm volatile("st.shared::cluster.v2.u32 [%0], {%1, %2};" ::"r"(ra), "r"(v.x), "r"(v.y) : "memory");
+  }
+#endif
+}
+__device__ __forceinline__ void mmq_store_all(float* p, float v, int CL) {
+  if (CL == 1) {
+    *p = v;
+    return;
+  }
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  const uint32_t a = smem_addr(p);
+  for (int r = 0; r < CL; ++r) {
+    uint32_t ra;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(ra) : "r"(a), "r"(r));
+    asm volatile("st.shared::cluster.f32 [%0], %1;" ::"r"(ra), "f"(v) : "memory");
+  }
+#endif
+}
+// Barrier of all threads of the cluster (release / acquire: the cluster's shared-memory stores before it
+// are visible after it); of the block when CL == 1.
+__device__ __forceinline__ void mmq_cluster_sync(int CL) {
+  if (CL == 1) {
+    __syncthreads();
+    return;
+  }
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;" ::: "memory");
+#endif
+}
+
+// The block stages its share of row t of x (items [i0, i1) of 4 elements) as fp16, times `scale`, into
+// xrow of every block of its cluster (CL blocks: each reads 1 / CL of x from memory); returns this thread's
+// largest |x| seen. xsum (T = 1 only, else null): also the float32 sums of the staged 16-element groups
+// (the four items of a group belong to the four lanes of a quad, which run the loop equally often: i0 and
+// i1 are multiples of 4).
+__device__ __forceinline__ float mmq_stage_x_row(const MmvArgs& a, uint16_t* xrow, float* xsum, int t,
+                                                 float scale, int64_t i0, int64_t i1, int CL) {
+  const int64_t K = a.w.k;
+  const unsigned quad = 0xfu << (threadIdx.x & 28);
   float m = 0.f;
 #pragma unroll 8
-  for (int64_t i = threadIdx.x; i < items; i += blockDim.x) {
+  for (int64_t i = i0 + threadIdx.x; i < i1; i += blockDim.x) {
     float v[4];
     load_x4(a, t * K + 4 * i, v);
 #pragma unroll
     for (int e = 0; e < 4; ++e) m = fmax_nan(m, fabsf(v[e]));
-    *reinterpret_cast<uint2*>(xrow + 4 * i) = mmq_x4_h(v[0], v[1], v[2], v[3], scale);
+    const uint2 h = mmq_x4_h(v[0], v[1], v[2], v[3], scale);
+    mmq_store_all(reinterpret_cast<uint2*>(xrow + 4 * i), h, CL);
+    if (xsum) {
+      float sum = mmq_x4_sum(h);
+      sum += __shfl_xor_sync(quad, sum, 1);
+      sum += __shfl_xor_sync(quad, sum, 2);
+      if ((i & 3) == 0) mmq_store_all(xsum + (i >> 2), sum, CL);
+    }
   }
   return m;
 }
@@ -310,7 +416,9 @@ __device__ __forceinline__ float mmq_stage_x_row(const MmvArgs& a, uint16_t* xro
 // mmq_smem_bytes<TY>(t, k, stages): x as fp16, then the ring of `a.stages` tiles, then one mbarrier per
 // tile. a.t <= kMmqMaxT. Compute capability >= 9 only (bulk copies).
 template <GGMLType TY>
-__global__ void __launch_bounds__(kMmqMaxWarps * 32) mmq_kernel(const MmvArgs a) {
+// (Launch bounds: at least 2 blocks per SM, i.e. at most 128 registers. Without the minimum, ptxas gave
+// the Q4_K kernel 80 registers and 44 bytes of spills, 4 to 5 points of the copy ceiling slower.)
+__global__ void __launch_bounds__(kMmqMaxWarps * 32, 2) mmq_kernel(const MmvArgs a) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   using Q = QT<TY>;
   using G = MmqTile<TY>;
@@ -318,6 +426,9 @@ __global__ void __launch_bounds__(kMmqMaxWarps * 32) mmq_kernel(const MmvArgs a)
   __shared__ float red[kMmqMaxWarps][32][4];
   __shared__ float amax_s[kMmqMaxWarps][kMmqMaxT];
   __shared__ float xscale[kMmqMaxT];
+  __shared__ float amax_cl[kMmqMaxCluster][kMmqMaxT];  // row maxima of x over each cluster block's share
+  __shared__ int fold_s;                      // folded path (T = 1, finite x)
+  __shared__ __align__(16) uint16_t zeros[16];  // B of lanes that feed no class (folded path)
 
   const int T = a.t, S = a.stages;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -326,7 +437,10 @@ __global__ void __launch_bounds__(kMmqMaxWarps * 32) mmq_kernel(const MmvArgs a)
   const int64_t N = a.w.n, K = a.w.k, ldx = mmq_ldx(K);
   const int64_t row0 = (int64_t)blockIdx.x * kMmqRows;
   const int64_t nchunks = mmq_chunks<TY>(a.w);
+  using F = MmqFold<TY>;
   uint16_t* xs = reinterpret_cast<uint16_t*>(mmq_smem);
+  float* xsum = F::OK && T == 1 ? reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(mmq_smem) + mmq_xsum_off(T, K))
+                                : nullptr;
   uint8_t* ring = reinterpret_cast<uint8_t*>(mmq_smem) + mmq_x_bytes(T, K);
   uint64_t* bars = reinterpret_cast<uint64_t*>(ring + (size_t)S * G::BYTES);
 
@@ -335,6 +449,7 @@ __global__ void __launch_bounds__(kMmqMaxWarps * 32) mmq_kernel(const MmvArgs a)
     for (int i = 0; i < S; ++i) mbar_init(bars + i, (uint32_t)W);
     mbar_init_fence();
   }
+  if (threadIdx.x < 16) zeros[threadIdx.x] = 0;
   __syncthreads();
   for (int i = 0; i < S && i < nchunks; ++i)
     mmq_issue<TY>(a.w, row0, i, ring + (size_t)i * G::BYTES, bars + i, warp, W, lane);
@@ -342,9 +457,13 @@ __global__ void __launch_bounds__(kMmqMaxWarps * 32) mmq_kernel(const MmvArgs a)
   pdl_wait();
 
   // Stage x as fp16 in one pass, measuring each row's largest magnitude on the way; a row that reaches 2^15
-  // (rare) is staged again, scaled by a power of two.
+  // (rare) is staged again, scaled by a power of two. In a cluster of CL blocks (consecutive row blocks),
+  // each block stages 1 / CL of x into the shared memory of all of them, and the row maxima are combined
+  // over the cluster: x is read from memory (L2) once per cluster instead of once per block.
+  const int CL = a.cluster, rank = CL > 1 ? mmq_cluster_rank() : 0;
+  const int64_t share = K / 4 / CL, i0 = rank * share, i1 = i0 + share;  // items of 4 elements
   for (int t = 0; t < T; ++t) {
-    float m = mmq_stage_x_row(a, xs + t * ldx, t, 1.f);
+    float m = mmq_stage_x_row(a, xs + t * ldx, xsum, t, 1.f, i0, i1, CL);
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) m = fmax_nan(m, __shfl_xor_sync(0xffffffffu, m, o));
     if (lane == 0) amax_s[warp][t] = m;
@@ -353,37 +472,73 @@ __global__ void __launch_bounds__(kMmqMaxWarps * 32) mmq_kernel(const MmvArgs a)
   if (threadIdx.x < T) {
     float m = 0.f;
     for (int w = 0; w < W; ++w) m = fmax_nan(m, amax_s[w][threadIdx.x]);
+    mmq_store_all(&amax_cl[rank][threadIdx.x], m, CL);
+  }
+  mmq_cluster_sync(CL);  // also: the cluster's x is staged
+  if (threadIdx.x < T) {
+    float m = 0.f;
+    for (int r = 0; r < CL; ++r) m = fmax_nan(m, amax_cl[r][threadIdx.x]);
     xscale[threadIdx.x] = mmq_x_scale(m);
+    if (threadIdx.x == 0) fold_s = a.fold && xsum != nullptr && m <= 3.0e38f;  // T = 1 and x finite
   }
   __syncthreads();
   bool restaged = false;
   for (int t = 0; t < T; ++t) {
-    const float sc = xscale[t];  // uniform over the block
+    const float sc = xscale[t];  // uniform over the cluster
     if (sc == 1.f) continue;
     restaged = true;
-    mmq_stage_x_row(a, xs + t * ldx, t, sc);
+    mmq_stage_x_row(a, xs + t * ldx, xsum, t, sc, i0, i1, CL);
   }
-  if (restaged) __syncthreads();
+  if (restaged) mmq_cluster_sync(CL);
 
   float acc[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+  float yacc[2] = {0.f, 0.f};  // folded path: rows g, g + 8 (this lane's classes)
+  const bool fold = fold_s != 0;
   const uint16_t* xg = xs + (g < T ? g : T - 1) * ldx;
   for (int64_t c = 0; c < nchunks; ++c) {
     const int slot = (int)(c % S);
     uint8_t* tile = ring + (size_t)slot * G::BYTES;
     const int nbc = mmq_chunk_blocks<TY>(a.w, c), kb0 = (int)(c * G::CB * Q::QK);
     mbar_wait(bars + slot, (uint32_t)((c / S) & 1));
-    if (nbc == G::CB) {
+    bool folded = false;
+    if constexpr (F::OK) {
+      if (fold) {
+        constexpr int FS = F::FSTEPS;
+        const float* xsc = xsum + kb0 / 16;
+        if (nbc == G::CB) {
+          for (int p = warp; p < G::STEPS / FS; p += W)
+            mmq_group_fold<TY, false>(yacc, tile, xs, xsc, zeros, kb0, nbc, p, g, tig);
+        } else {
+          const int ngr = (mmq_chunk_steps<TY>(nbc) + FS - 1) / FS;
+          for (int p = warp; p < ngr; p += W)
+            mmq_group_fold<TY, true>(yacc, tile, xs, xsc, zeros, kb0, nbc, p, g, tig);
+        }
+        folded = true;
+      }
+    }
+    if (!folded) {
+      if (nbc == G::CB) {
 #pragma unroll 2
-      for (int sl = warp; sl < G::STEPS; sl += W) mmq_step<TY, false>(acc, tile, xg, kb0, nbc, sl, g, tig);
-    } else {
-      const int nst = mmq_chunk_steps<TY>(nbc);
-      for (int sl = warp; sl < nst; sl += W) mmq_step<TY, true>(acc, tile, xg, kb0, nbc, sl, g, tig);
+        for (int sl = warp; sl < G::STEPS; sl += W) mmq_step<TY, false>(acc, tile, xg, kb0, nbc, sl, g, tig);
+      } else {
+        const int nst = mmq_chunk_steps<TY>(nbc);
+        for (int sl = warp; sl < nst; sl += W) mmq_step<TY, true>(acc, tile, xg, kb0, nbc, sl, g, tig);
+      }
     }
     // Every warp is done with this tile: refill it with the chunk S further on.
     __syncthreads();
     if (c + S < nchunks) mmq_issue<TY>(a.w, row0, c + S, tile, bars + slot, warp, W, lane);
   }
 
+  if (fold) {  // the quad's classes: row totals, as C elements 0 (row g) and 2 (row g + 8) of column 0
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      yacc[r] += __shfl_xor_sync(0xffffffffu, yacc[r], 1);
+      yacc[r] += __shfl_xor_sync(0xffffffffu, yacc[r], 2);
+    }
+    acc[0][0] = yacc[0];
+    acc[0][2] = yacc[1];
+  }
   // Sum the two chains, then the W warps; thread (lane, c) of the first 4 warps finishes output c of lane.
 #pragma unroll
   for (int c = 0; c < 4; ++c) red[warp][lane][c] = acc[0][c] + acc[1][c];
@@ -427,6 +582,17 @@ bool g_pdl = true;
 // Phi-3 o, the rest within 1.
 int g_mmq_ring = kMmqRingDefault;
 int g_mmq_warps = kMmqMaxWarps;
+// Folded scales at T = 1 (matmul_mma.cuh, MmqFold): -1 / 1 where the type has them (Q4_K, Q5_K), 0 off.
+int g_mmq_fold = -1;
+// Blocks per cluster that share the staging of x (see mmq_kernel; 1: none; 0: auto, kMmqClusterMinK). Every
+// block needs all of x (K fp32 values): at K = 14336 the 256 blocks of a 4096-row weight read 14.7 MB of x
+// from L2, 45% of a Q4_K weight's bytes, before their first tile. Measured on an H200 (tune_decode.py
+// --cluster 1,2,4,8, T = 1, points of the copy ceiling): at Llama-3 down (K = 14336) clusters of 2 gain
+// +2.5 to +5.5 for Q4_K / Q5_K / Q4_0 / Q6_K / Q8_0 / F16 (F16: 75.9 -> 81.4); at K = 4096 and 3072 they are
+// within +-1.8 of none; clusters of 4 or 8 lose 10 to 30 at K = 14336 and 1 to 4 elsewhere (not
+// investigated; co-scheduling 4 blocks of ~94 KB shared memory each is the likely cost).
+int g_mmq_cluster = 0;
+constexpr int64_t kMmqClusterMinK = 8192;  // auto: clusters of 2 from this K on, else none
 
 // Compute capability >= 9: programmatic dependent launch and the copy engine's bulk copies.
 bool device_has_pdl() {
@@ -455,19 +621,28 @@ bool mmq_available() {
 // Launches a decode kernel (all of them call pdl_wait() before touching x or y), with programmatic stream
 // serialization when enabled.
 template <class Kern>
-void launch_decode(Kern kern, int64_t grid, int threads, size_t smem, cudaStream_t stream, const MmvArgs& a) {
+void launch_decode(Kern kern, int64_t grid, int threads, size_t smem, cudaStream_t stream, const MmvArgs& a,
+                   int cluster = 1) {
   IL_CHECK_ARG(grid >= 1 && grid <= INT_MAX, "matmul: too many rows (", a.w.n, ")");
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3((unsigned)grid);
   cfg.blockDim = dim3((unsigned)threads);
   cfg.dynamicSmemBytes = smem;
   cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  const bool pdl = g_pdl && device_has_pdl();
-  cfg.attrs = pdl ? attr : nullptr;
-  cfg.numAttrs = pdl ? 1 : 0;
+  cudaLaunchAttribute attr[2];
+  unsigned n = 0;
+  if (g_pdl && device_has_pdl()) {
+    attr[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[n++].val.programmaticStreamSerializationAllowed = 1;
+  }
+  if (cluster > 1) {
+    attr[n].id = cudaLaunchAttributeClusterDimension;
+    attr[n].val.clusterDim.x = (unsigned)cluster;
+    attr[n].val.clusterDim.y = 1;
+    attr[n++].val.clusterDim.z = 1;
+  }
+  cfg.attrs = n ? attr : nullptr;
+  cfg.numAttrs = n;
   IL_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kern, a));
   IL_CUDA_CHECK_LAUNCH();
 }
@@ -541,6 +716,14 @@ void launch_mmq(MmvArgs a, cudaStream_t stream) {
   const int64_t xb = mmq_x_bytes((int)std::min<int64_t>(a.t, tc), a.w.k);
   const int64_t ring = g_mmq_ring > 0 ? g_mmq_ring : std::max<int64_t>(kMmqRingDefault, kMmqBlockSmem - xb);
   a.stages = (int)std::max<int64_t>(std::min<int64_t>(2, nchunks), std::min<int64_t>(ring / G::BYTES, nchunks));
+  a.fold = MmqFold<TY>::OK && g_mmq_fold != 0;
+  // Cluster: as configured, halved until it divides the 16-element groups of x (each block's share is
+  // whole groups) and is at most the row blocks; the grid is padded to whole clusters (the extra blocks
+  // stage x and issue no copies).
+  int cl = g_mmq_cluster > 0 ? g_mmq_cluster : a.w.k >= kMmqClusterMinK ? 2 : 1;
+  while (cl > 1 && ((a.w.k / 16) % cl != 0 || cl > grid)) cl /= 2;
+  a.cluster = cl;
+  const int64_t grid_c = (grid + cl - 1) / cl * cl;
   const size_t xrow = (size_t)a.w.k * (a.x_kind == kXF32 ? 4 : 2), yrow = (size_t)a.w.n * (a.y_f16 ? 2 : 4);
   const int T = a.t;
   for (int t0 = 0; t0 < T; t0 += (int)tc) {
@@ -551,7 +734,7 @@ void launch_mmq(MmvArgs a, cudaStream_t stream) {
     const size_t smem = mmq_smem_bytes<TY>(c.t, a.w.k, c.stages);
     if (smem > (size_t)kMmqSmemLimit)
       throw RuntimeError(str_cat("matmul: tensor-core decode kernel needs ", smem, " bytes of shared memory"));
-    launch_decode(mmq_kernel<TY>, grid, warps * 32, smem, stream, c);
+    launch_decode(mmq_kernel<TY>, grid_c, warps * 32, smem, stream, c, cl);
   }
 }
 
@@ -954,11 +1137,16 @@ double time_graph_ms(int iters, F&& enqueue) {
 
 }  // namespace
 
-void tune_mma_decode(int ring_kib, int warps) {
+void tune_mma_decode(int ring_kib, int warps, int fold, int cluster) {
+  IL_CHECK_ARG(cluster == 0 || cluster == 1 || cluster == 2 || cluster == 4 || cluster == 8,
+               "cluster must be 0 (auto), 1, 2, 4 or 8, got ", cluster);
   IL_CHECK_ARG(ring_kib >= 0 && ring_kib <= 96, "ring_kib must be in [0, 96] (0: auto), got ", ring_kib);
   IL_CHECK_ARG(warps >= 1 && warps <= kMmqMaxWarps, "warps must be in [1, ", kMmqMaxWarps, "], got ", warps);
+  IL_CHECK_ARG(fold >= -1 && fold <= 1, "fold must be -1 (per type), 0 or 1, got ", fold);
   g_mmq_ring = ring_kib * 1024;
   g_mmq_warps = warps;
+  g_mmq_fold = fold;
+  g_mmq_cluster = cluster;
 }
 
 bool set_pdl_enabled(bool on) {

@@ -81,7 +81,7 @@ bool set_pdl_enabled(bool on);
 // Tensor-core decode kernel tuning (benchmarks): KiB of weight tiles in flight per block (its shared-memory
 // ring, at least two tiles; default 64; 0: as much as leaves two blocks per multiprocessor, at least 64)
 // and warps per block (default 8).
-void tune_mma_decode(int ring_kib, int warps);
+void tune_mma_decode(int ring_kib, int warps, int fold, int cluster);
 
 // Benchmark helpers (benchmarks/_bench_matmul.py). Each runs `iters` calls cycling through the list,
 // captured in one CUDA graph on a private stream (so launch overhead is not measured; this is how a model

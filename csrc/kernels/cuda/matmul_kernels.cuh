@@ -41,6 +41,8 @@ struct MmvArgs {
   int kc;                 // elements of x per pass = row stride of the shared x buffer (multiple of 16)
   int64_t spc;            // warp steps per pass
   int stages = 1;         // tensor-core kernel: tiles in its shared-memory ring
+  bool fold = false;      // tensor-core kernel: folded scales when t == 1 and x is finite (matmul_mma.cuh)
+  int cluster = 1;        // tensor-core kernel: blocks per cluster sharing the staging of x
 };
 
 IL_HD int64_t imin64(int64_t a, int64_t b) { return a < b ? a : b; }

@@ -25,7 +25,10 @@
 // (g, tig) = (l / 4, l % 4) in the mma's fragment layout: it decodes rows g and g + 8 of the tile, and the
 // four lanes of a quad decode four consecutive units (dequant.cuh) of those rows: warp step s covers units
 // 4 s + tig. Steps of a chunk are dealt to the warps round-robin (split K); once every warp is done with a
-// tile, warp 0 refills it with the chunk `stages` further on.
+// tile, the warps refill it with the chunk `stages` further on. x is staged once per block (after the ring's
+// first tiles are requested, as it comes from the previous kernel); with clusters (MmvArgs::cluster), each
+// block of a cluster of consecutive row blocks stages 1 / cluster of x into the shared memory of all of
+// them, so x is read from L2 once per cluster.
 // For quarter i (elements 4i..4i+3) of run j of its unit, a lane's A fragment holds
 //   a[0] = W[g][e .. e+1], a[1] = W[g+8][e .. e+1], a[2] = W[g][e+2 .. e+3], a[3] = W[g+8][e+2 .. e+3]
 // and its B fragment  b[0] = x[g][e .. e+1], b[1] = x[g][e+2 .. e+3]   (row T - 1 for g >= T: column g
@@ -49,6 +52,7 @@ constexpr int kMmqRingDefault = 64 * 1024;  // bytes of the ring (tiles in fligh
 constexpr int kMmqPad = 8;                // halves of padding per staged row of x (spreads banks over rows)
 constexpr int kMmqSmemMax = 96 * 1024;    // staged x per launch; more rows of x run in chunks
 constexpr int kMmqMaxT = 8;               // rows of x per launch (mma N)
+constexpr int kMmqMaxCluster = 8;         // blocks per cluster sharing the staging of x, at most
 
 template <GGMLType TY>
 constexpr bool mmq_supported() {
@@ -56,7 +60,10 @@ constexpr bool mmq_supported() {
 }
 // Row stride (halves) of the staged x, and its bytes for t rows (rounded to 128: the ring follows it).
 IL_HD int64_t mmq_ldx(int64_t k) { return k + kMmqPad; }
-IL_HD int64_t mmq_x_bytes(int t, int64_t k) { return (t * mmq_ldx(k) * 2 + 127) / 128 * 128; }
+// Staged x: t rows of fp16 (stride mmq_ldx), then, for T = 1, the float32 sums of its 16-element groups
+// (k / 16 of them, see the folded path below); the ring follows, 128-byte aligned.
+IL_HD int64_t mmq_xsum_off(int t, int64_t k) { return (t * mmq_ldx(k) * 2 + 127) / 128 * 128; }
+IL_HD int64_t mmq_x_bytes(int t, int64_t k) { return mmq_xsum_off(t, k) + (k / 4 + 127) / 128 * 128; }
 
 // ---------------------------------------------------------------------------------------------
 // Packed fp16 pairs (uint32: element 0 in the low half). Device: half2 intrinsics. Host: exact float math
@@ -268,6 +275,118 @@ IL_HD uint2 mmq_x4_h(float v0, float v1, float v2, float v3, float scale) {
 // Output (row, x row) held by lane `lane`, C element c (see the header comment).
 IL_HD int mmq_c_row(int lane, int c) { return (lane >> 2) + 8 * (c >> 1); }
 IL_HD int mmq_c_t(int lane, int c) { return 2 * (lane & 3) + (c & 1); }
+
+// ---------------------------------------------------------------------------------------------
+// One row of x (T = 1): folded scales. With one row of x, seven of the mma's eight columns would carry
+// nothing. Instead, column c collects the products of "class" c of a group of FSTEPS warp steps: a set of
+// runs that share one scale s and min m per row. A holds the unscaled codes as fp16 1024 + code (exact, one
+// byte_perm per pair, no scale arithmetic per weight); lane (g, tig)'s B is x where the run of its unit is
+// of class g and zeros elsewhere, so that after the group
+//   C[row][c] = sum over the elements of class c of (1024 + code) x.
+// Each lane then folds its two columns (classes 2 tig, 2 tig + 1) for rows g and g + 8:
+//   y[row] += s C + (m - s (OFF + 1024)) X_c,    X_c = sum of the staged fp16 x over the class,
+// which is sum (s (code - OFF) + m) x. The scales are decoded once per class and row instead of once per
+// run and row, and the decoding per weight drops from three instructions per pair to one.
+// Numerics: the products are exact and C, X_c are float32 sums of the same fp16 x, so 1024 X_c cancels
+// the offset in C up to float32 rounding of magnitudes ~2^10 |x| (about 2^-13 relative to the result at
+// worst, inside the fp16 class of this kernel). Used only for finite x (inf - inf would give NaN where the
+// product is infinite); other x, and T > 1, take the per-run scaled path above.
+//
+// MmqFold<TY>: OK (the type has the folded path), FSTEPS (steps per group), cls(s, tig, j): class of run j
+// of lane tig's unit in step s of the group; rep(c): a (step, tig, run) of class c; NRUN: runs per class,
+// consecutive 16-element groups starting at rep's run.
+// Only Q4_K / Q5_K have it: it pays where decoding a run's scale is costly (6-bit packed sub-block scales
+// and mins), which it then does once per sub-block and row instead of once per run and row. Measured on
+// an H200 (benchmarks/tune_decode.py --fold=0,1, T = 1): Q4_K +0.6 / +1.3 / +1.9 points of the copy
+// ceiling at Phi-3 o / Llama-3 o / Llama-3 down; with every run its own class, Q6_K / Q8_0 / Q4_0 lost 1.5
+// to 4.4 points (the fold costs about what the per-run scaling it replaces did, and the path's registers
+// slow the kernel), so they keep the per-run path.
+template <GGMLType TY>
+struct MmqFold {
+  static constexpr bool OK = false;
+};
+// Q4_K / Q5_K: a group is a whole super-block (two steps) and a class one of its 8 sub-blocks (32
+// elements: run j of units 2 c' and 2 c' + 1 is sub-block 2 c' + j).
+template <GGMLType TY>
+struct MmqFoldSubBlocks {
+  static constexpr bool OK = true;
+  static constexpr int FSTEPS = 2, NRUN = 2;
+  static IL_HD int cls(int s, int tig, int j) { return 4 * s + 2 * (tig >> 1) + j; }
+  static IL_HD void rep(int c, int& s, int& tig, int& j) {
+    s = c >> 2;
+    tig = 2 * ((c >> 1) & 1);
+    j = c & 1;
+  }
+};
+template <> struct MmqFold<GGMLType::Q4_K> : MmqFoldSubBlocks<GGMLType::Q4_K> {};
+template <> struct MmqFold<GGMLType::Q5_K> : MmqFoldSubBlocks<GGMLType::Q5_K> {};
+
+// A fragments of run j of unit `sub`, unscaled: fp16 1024 + code (exact), rows g (r0) and g + 8 (r1).
+template <GGMLType TY>
+IL_HD void mmq_a_codes(const typename QT<TY>::Regs& r0, const typename QT<TY>::Regs& r1, int sub, int j,
+                       uint32_t (&a)[4][4]) {
+  using Q = QT<TY>;
+  uint32_t q0[4], q1[4];
+  float s, m;  // unused here (the fold decodes them once per class)
+  Q::run(r0, sub, j, q0, s, m);
+  Q::run(r1, sub, j, q1, s, m);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    a[i][0] = codes01_h2(q0[i]); a[i][1] = codes01_h2(q1[i]);
+    a[i][2] = codes23_h2(q0[i]); a[i][3] = codes23_h2(q1[i]);
+  }
+}
+
+// Element offset (within the chunk) of run j of lane tig's unit in step sl, and whether lane (g, tig)
+// feeds x to it (its class is g); false for units past the chunk's nbc blocks.
+template <GGMLType TY>
+IL_HD bool mmq_fold_b(int sl, int s, int tig, int j, int g, int nbc, int& e) {
+  int bl, sub;
+  if (!mmq_lane_unit<TY>(sl, tig, nbc, bl, sub)) return false;
+  e = bl * QT<TY>::QK + QT<TY>::run_offset(sub, j);
+  return MmqFold<TY>::cls(s, tig, j) == g;
+}
+
+// Sum of the 4 fp16 values of a staged x item (as mmq_x4_h packs them), in float32.
+IL_HD float mmq_x4_sum(uint2 h) {
+#ifdef __CUDA_ARCH__
+  const float2 a = __half22float2(*reinterpret_cast<const __half2*>(&h.x));
+  const float2 b = __half22float2(*reinterpret_cast<const __half2*>(&h.y));
+  return (a.x + a.y) + (b.x + b.y);
+#else
+  return (h_lo(h.x) + h_hi(h.x)) + (h_lo(h.y) + h_hi(h.y));
+#endif
+}
+
+// Lane (g, tig) after group p of a chunk (nbc blocks): folds its C fragment c (the group's class sums;
+// element 2 r + h: row g + 8 r, class 2 tig + h) into yacc[r]. xsum: sums of the staged x's 16-element
+// groups from the chunk's first element.
+template <GGMLType TY>
+IL_HD void mmq_fold(float (&yacc)[2], const float (&c)[4], const uint8_t* tile, const float* xsum, int p,
+                    int nbc, int g, int tig) {
+  using Q = QT<TY>;
+  using F = MmqFold<TY>;
+  constexpr float OFF1024 = (Q::MAGIC_OFF - kMagic) + 1024.0f;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    int s, t, j, bl, sub;
+    F::rep(2 * tig + h, s, t, j);
+    if (!mmq_lane_unit<TY>(p * F::FSTEPS + s, t, nbc, bl, sub)) continue;  // class past the row's end
+    typename Q::Regs regs[2];
+    mmq_tile_load<TY>(regs, tile, g, bl, sub);
+    const int e16 = (bl * Q::QK + Q::run_offset(sub, j)) >> 4;
+    float X = xsum[e16];
+#pragma unroll
+    for (int n = 1; n < F::NRUN; ++n) X += xsum[e16 + n];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      uint32_t q[4];  // unused
+      float sc, mn;
+      Q::run(regs[r], sub, j, q, sc, mn);
+      yacc[r] += sc * c[2 * r + h] + (mn - sc * OFF1024) * X;
+    }
+  }
+}
 
 }  // namespace cuda
 }  // namespace inferlab

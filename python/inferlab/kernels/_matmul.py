@@ -14,8 +14,11 @@ the weight is streamed into shared memory by the copy engine) it uses tensor cor
 fp16 in registers (the code exactly, times its block scale rounded to fp16, plus its min rounded to fp16,
 one rounding), x is rounded to fp16 -- scaled first by a power of two when its largest magnitude reaches
 2^15, so large activations never overflow, and the scale is undone on the float32 result -- and products
-accumulate in float32. That is the precision class of prefill below (a few fp16 units in the last place
-per product; the CPU and the reference stay float32). BF16 and F32 weights, and every weight on older GPUs,
+accumulate in float32. For one row of x (T = 1) and Q4_K / Q5_K weights with finite x, the scales are
+applied after the multiply instead: the mma sums the exact codes (as fp16 1024 + code) times fp16 x per
+sub-block in float32, and each sub-block's sum is scaled (and its min and code offset taken off with the
+float32 sum of its x) in float32 -- fewer roundings, not more. That is the precision class of prefill below
+(a few fp16 units in the last place per product; the CPU and the reference stay float32). BF16 and F32 weights, and every weight on older GPUs,
 decode with x in float32 and float32 accumulation. Larger T (prefill), and F16/BF16 weights whose K is not a multiple of 16 at any T,
 run cuBLAS on tensor cores with float32 accumulation: quantized and F16 weights as fp16 (quantized ones
 dequantized exactly, then rounded to fp16), x rounded to fp16 with the same overflow-safe scaling, BF16
