@@ -5,6 +5,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
+#include <cooperative_groups.h>
 
 #include <algorithm>
 #include <climits>
@@ -335,53 +336,23 @@ __device__ __forceinline__ void mmq_group_fold(float (&yacc)[2], const uint8_t* 
   mmq_fold<TY>(yacc, cs, tile, xsc, p, nbc, g, tig);
 }
 
-// Cluster primitives (sm_90, raw PTX). mmq_store_all stores v at p (this block's shared memory) in the
-// shared memory of every block of the cluster (CL blocks; 1: this block only).
-__device__ __forceinline__ int mmq_cluster_rank() {
-  uint32_t r = 0;
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
-#endif
-  return (int)r;
-}
-__device__ __forceinline__ void mmq_store_all(uint2* p, uint2 v, int CL) {
+// Cluster primitives (sm_90, cooperative_groups). mmq_store_all stores v at p (this block's shared memory)
+// in the shared memory of every block of the cluster (CL blocks; 1: this block only).
+__device__ __forceinline__ int mmq_cluster_rank() { return (int)cooperative_groups::this_cluster().block_rank(); }
+template <class V>
+__device__ __forceinline__ void mmq_store_all(V* p, V v, int CL) {
   if (CL == 1) {
     *p = v;
     return;
   }
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  const uint32_t a = smem_addr(p);
-  for (int r = 0; r < CL; ++r) {
-    uint32_t ra;
-    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(ra) : "r"(a), "r"(r));
-    asm volatile("st.shared::cluster.v2.u32 [%0], {%1, %2};" ::"r"(ra), "r"(v.x), "r"(v.y) : "memory");
-  }
-#endif
+  cooperative_groups::cluster_group cl = cooperative_groups::this_cluster();
+  for (int r = 0; r < CL; ++r) *cl.map_shared_rank(p, (unsigned)r) = v;
 }
-__device__ __forceinline__ void mmq_store_all(float* p, float v, int CL) {
-  if (CL == 1) {
-    *p = v;
-    return;
-  }
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  const uint32_t a = smem_addr(p);
-  for (int r = 0; r < CL; ++r) {
-    uint32_t ra;
-    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(ra) : "r"(a), "r"(r));
-    asm volatile("st.shared::cluster.f32 [%0], %1;" ::"r"(ra), "f"(v) : "memory");
-  }
-#endif
-}
-// Barrier of all threads of the cluster (release / acquire: the cluster's shared-memory stores before it
-// are visible after it); of the block when CL == 1.
+// Barrier of all threads of the cluster (its shared-memory stores before it are visible after it); of the
+// block when CL == 1.
 __device__ __forceinline__ void mmq_cluster_sync(int CL) {
-  if (CL == 1) {
-    __syncthreads();
-    return;
-  }
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;" ::: "memory");
-#endif
+  if (CL > 1) cooperative_groups::this_cluster().sync();
+  else __syncthreads();
 }
 
 // The block stages its share of row t of x (items [i0, i1) of 4 elements) as fp16, times `scale`, into
