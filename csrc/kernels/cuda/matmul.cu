@@ -260,6 +260,20 @@ __device__ __forceinline__ void mmq_issue(const QView& w, int64_t row0, int64_t 
   }
 }
 
+// A fragments of run j of a lane's unit (rows g, g + 8 in regs): scaled per run (mmq_a_run) or, for the
+// folded path, the unscaled codes (mmq_a_codes); zeros where the unit is past the chunk (!valid).
+template <GGMLType TY, bool CODES>
+__device__ __forceinline__ void mmq_lane_a(const typename QT<TY>::Regs (&regs)[2], bool valid, int sub, int j,
+                                           uint32_t (&af)[4][4]) {
+  if (valid) {
+    if constexpr (CODES) mmq_a_codes<TY>(regs[0], regs[1], sub, j, af);
+    else mmq_a_run<TY>(regs[0], regs[1], sub, j, af);
+  } else {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) af[i][0] = af[i][1] = af[i][2] = af[i][3] = 0u;
+  }
+}
+
 // One warp step (sl: step within the chunk, kb0: first element of the chunk) of the tensor-core kernel.
 // CHECK: the chunk is the row's last and may be partial (units past its nbc blocks contribute zero, and
 // read no x). xg: row min(g, T - 1) of the staged x: for g >= T the B fragment feeds only output columns
@@ -275,12 +289,7 @@ __device__ __forceinline__ void mmq_step(float (&acc)[2][4], const uint8_t* tile
 #pragma unroll
   for (int j = 0; j < Q::RUNS; ++j) {
     uint32_t af[4][4];
-    if (valid) {
-      mmq_a_run<TY>(regs[0], regs[1], sub, j, af);
-    } else {
-#pragma unroll
-      for (int i = 0; i < 4; ++i) af[i][0] = af[i][1] = af[i][2] = af[i][3] = 0u;
-    }
+    mmq_lane_a<TY, false>(regs, valid, sub, j, af);
     const int e = kb0 + bl * Q::QK + Q::run_offset(sub, j);
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
@@ -313,12 +322,7 @@ __device__ __forceinline__ void mmq_group_fold(float (&yacc)[2], const uint8_t* 
 #pragma unroll
     for (int j = 0; j < Q::RUNS; ++j) {
       uint32_t af[4][4];
-      if (valid) {
-        mmq_a_codes<TY>(regs[0], regs[1], sub, j, af);
-      } else {
-#pragma unroll
-        for (int i = 0; i < 4; ++i) af[i][0] = af[i][1] = af[i][2] = af[i][3] = 0u;
-      }
+      mmq_lane_a<TY, true>(regs, valid, sub, j, af);
       int e = 0;
       const bool mine = mmq_fold_b<TY>(sl, s, tig, j, g, nbc, e);
       const uint16_t* xb = mine ? xs + kb0 + e : zeros;

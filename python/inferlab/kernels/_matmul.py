@@ -17,7 +17,7 @@ one rounding), x is rounded to fp16 -- scaled first by a power of two when its l
 accumulate in float32. For one row of x (T = 1) and Q4_K / Q5_K weights with finite x, the scales are
 applied after the multiply instead: the mma sums the exact codes (as fp16 1024 + code) times fp16 x per
 sub-block in float32, and each sub-block's sum is scaled (and its min and code offset taken off with the
-float32 sum of its x) in float32 -- fewer roundings, not more. That is the precision class of prefill below
+float32 sum of its x) in float32, so the weights are not rounded to fp16 at all. That is the precision class of prefill below
 (a few fp16 units in the last place per product; the CPU and the reference stay float32). BF16 and F32 weights, and every weight on older GPUs,
 decode with x in float32 and float32 accumulation. Larger T (prefill), and F16/BF16 weights whose K is not a multiple of 16 at any T,
 run cuBLAS on tensor cores with float32 accumulation: quantized and F16 weights as fp16 (quantized ones
