@@ -358,6 +358,37 @@ static void emu_mma(float (&c)[32][4], const uint32_t (&a)[32][4], const uint32_
     }
 }
 
+// B of lanes that read no x (as the kernel's zeros / zero-filled fragments).
+static const uint16_t kZeros16[16] = {};
+
+// One warp step sl of a chunk (nbc blocks, staged in `tile`) as mmq_step / mmq_group_fold run it: each lane
+// (g, tig) loads its unit's rows g, g + 8 (none past the chunk), builds the A fragments of run j with
+// a_of(regs, sub, j, fr) (left zero past the chunk) and takes the B fragments of quarter i of run j from
+// the 4 halves at b_of(valid, bl, sub, j, g, tig) + 4 i; then the warp's mmas accumulate into c.
+template <GGMLType TY, class AOf, class BOf>
+static void emu_warp_step(float (&c)[32][4], const uint8_t* tile, int sl, int nbc, AOf a_of, BOf b_of) {
+  using Q = QT<TY>;
+  uint32_t af[Q::RUNS][4][32][4], bf[Q::RUNS][4][32][2];
+  for (int l = 0; l < 32; ++l) {
+    const int gg = l >> 2, tig = l & 3;
+    typename Q::Regs regs[2];
+    int bl, sub;
+    const bool valid = mmq_lane_unit<TY>(sl, tig, nbc, bl, sub);
+    if (valid) mmq_tile_load<TY>(regs, tile, gg, bl, sub);
+    for (int j = 0; j < Q::RUNS; ++j) {
+      uint32_t fr[4][4] = {};
+      if (valid) a_of(regs, sub, j, fr);
+      const uint16_t* xb = b_of(valid, bl, sub, j, gg, tig);
+      for (int i = 0; i < 4; ++i) {
+        for (int q = 0; q < 4; ++q) af[j][i][l][q] = fr[i][q];
+        std::memcpy(bf[j][i][l], xb + 4 * i, 8);
+      }
+    }
+  }
+  for (int j = 0; j < Q::RUNS; ++j)
+    for (int i = 0; i < 4; ++i) emu_mma(c, af[j][i], bf[j][i]);
+}
+
 // The tensor-core decode kernel (mmq_kernel): staging, lane fragments and the C layout over the kernel's
 // block / warp / step structure, against a float64 dot, within the fp16 tolerance of the tests (W and x
 // rounded to fp16).
@@ -482,7 +513,7 @@ static void check_mma(std::mt19937& g) {
               }
               if constexpr (MmqFold<TY>::OK) if (fold) {  // as mmq_group_fold, group by group
                 using F = MmqFold<TY>;
-                static const uint16_t zeros[16] = {};
+                const uint16_t* zeros = kZeros16;
                 const int ngr = (mmq_chunk_steps<TY>(nbc) + F::FSTEPS - 1) / F::FSTEPS;
                 if (nbc == G::CB && ngr * F::FSTEPS != G::STEPS) FAIL("%s fold: groups do not tile a chunk", name);
                 for (int w = 0; w < W; ++w)
@@ -491,27 +522,15 @@ static void check_mma(std::mt19937& g) {
                     std::memset(cf, 0, sizeof(cf));
                     for (int s = 0; s < F::FSTEPS; ++s) {
                       const int sl = p * F::FSTEPS + s;
-                      uint32_t af[Q::RUNS][4][32][4], bf[Q::RUNS][4][32][2];
-                      for (int l = 0; l < 32; ++l) {
-                        const int gg = l >> 2, tig = l & 3;
-                        typename Q::Regs regs[2];
-                        int bl, sub;
-                        const bool valid = mmq_lane_unit<TY>(sl, tig, nbc, bl, sub);
-                        if (valid) mmq_tile_load<TY>(regs, tile.data(), gg, bl, sub);
-                        for (int j = 0; j < Q::RUNS; ++j) {
-                          uint32_t fr[4][4] = {};
-                          if (valid) mmq_a_codes<TY>(regs[0], regs[1], sub, j, fr);
-                          int e = 0;
-                          const bool mine = mmq_fold_b<TY>(sl, s, tig, j, gg, nbc, e);
-                          const uint16_t* xb = mine ? &xs[kb0 + e] : zeros;
-                          for (int i = 0; i < 4; ++i) {
-                            for (int q = 0; q < 4; ++q) af[j][i][l][q] = fr[i][q];
-                            std::memcpy(bf[j][i][l], xb + 4 * i, 8);
-                          }
-                        }
-                      }
-                      for (int j = 0; j < Q::RUNS; ++j)
-                        for (int i = 0; i < 4; ++i) emu_mma(cf, af[j][i], bf[j][i]);
+                      emu_warp_step<TY>(
+                          cf, tile.data(), sl, nbc,
+                          [](const typename Q::Regs(&r)[2], int sub, int j, uint32_t(&fr)[4][4]) {
+                            mmq_a_codes<TY>(r[0], r[1], sub, j, fr);
+                          },
+                          [&](bool, int, int, int j, int gg, int tig) -> const uint16_t* {
+                            int e = 0;
+                            return mmq_fold_b<TY>(sl, s, tig, j, gg, nbc, e) ? &xs[kb0 + e] : zeros;
+                          });
                     }
                     for (int l = 0; l < 32; ++l) {
                       float yl[2] = {0.f, 0.f};
@@ -524,29 +543,16 @@ static void check_mma(std::mt19937& g) {
               }
               for (int w = 0; w < W; ++w) {
                 for (int sl = w; sl < mmq_chunk_steps<TY>(nbc); sl += W) {
-                  uint32_t af[Q::RUNS][4][32][4], bf[Q::RUNS][4][32][2];
-                  for (int l = 0; l < 32; ++l) {
-                    const int gg = l >> 2, tig = l & 3;
-                    typename Q::Regs regs[2];
-                    int bl, sub;
-                    const bool valid = mmq_lane_unit<TY>(sl, tig, nbc, bl, sub);
-                    if (valid) mmq_tile_load<TY>(regs, tile.data(), gg, bl, sub);
-                    for (int j = 0; j < Q::RUNS; ++j) {
-                      uint32_t fr[4][4] = {};
-                      if (valid) mmq_a_run<TY>(regs[0], regs[1], sub, j, fr);
-                      const int64_t e = kb0 + bl * Q::QK + Q::run_offset(sub, j);
-                      for (int i = 0; i < 4; ++i) {
-                        for (int q = 0; q < 4; ++q) af[j][i][l][q] = fr[i][q];
-                        // as mmq_step: x row min(g, T - 1); nothing read for units past the row's end
-                        uint32_t bb[2] = {0u, 0u};
-                        if (valid) std::memcpy(bb, &xs[std::min(gg, T - 1) * ldx + e + 4 * i], 8);
-                        bf[j][i][l][0] = bb[0];
-                        bf[j][i][l][1] = bb[1];
-                      }
-                    }
-                  }
-                  for (int j = 0; j < Q::RUNS; ++j)
-                    for (int i = 0; i < 4; ++i) emu_mma(c[w], af[j][i], bf[j][i]);
+                  emu_warp_step<TY>(
+                      c[w], tile.data(), sl, nbc,
+                      [](const typename Q::Regs(&r)[2], int sub, int j, uint32_t(&fr)[4][4]) {
+                        mmq_a_run<TY>(r[0], r[1], sub, j, fr);
+                      },
+                      // as mmq_step: x row min(g, T - 1); nothing read (zeros) for units past the row's end
+                      [&](bool valid, int bl, int sub, int j, int gg, int) -> const uint16_t* {
+                        return valid ? &xs[std::min(gg, T - 1) * ldx + kb0 + bl * Q::QK + Q::run_offset(sub, j)]
+                                     : kZeros16;
+                      });
                 }
               }
             }
