@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -21,6 +22,17 @@ from _bench_common import Ctx, measure_copy_ceiling  # noqa: E402
 from _bench_matmul import SHAPES, _BLOCK, L2_FLUSH_BYTES, _weights  # noqa: E402
 
 _mm = inferlab._core.matmul
+
+
+def sm_clocks() -> str:
+    """The GPU's current and maximum SM clocks from nvidia-smi ("" without it). The compute-bound decode kernels
+    scale with the SM clock, which differs between machines and runs: compare settings within one run."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=clocks.sm,clocks.max.sm", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=20)
+        return out.stdout.strip().splitlines()[0].replace(" ", "") if out.returncode == 0 and out.stdout.strip() else ""
+    except (OSError, subprocess.SubprocessError):
+        return ""
 
 
 def main() -> int:
@@ -46,7 +58,8 @@ def main() -> int:
     clusters = [int(v) for v in args.cluster.split(",")]
     # the copy ceiling as benchmarks/kernels.py measures it (1 GiB device-to-device, read + write)
     ceiling = measure_copy_ceiling(Ctx())
-    print(f"copy ceiling {ceiling:.0f} GB/s")
+    clocks = sm_clocks()
+    print(f"copy ceiling {ceiling:.0f} GB/s; SM clock now / max (MHz): {clocks}")
     rng = np.random.default_rng(0)
     rows = []
     for label, n, k in [s for s in SHAPES if s[0] in args.shapes.split(",")]:
@@ -74,9 +87,11 @@ def main() -> int:
                 print(f"{label:12s} {t:5s} T={T}: " + "  ".join(line), flush=True)
             del ws
     _mm.tune_mma_decode()
+    clocks_end = sm_clocks()  # right after the last measurement, before the GPU idles down
+    print(f"SM clock now / max (MHz) after the sweep: {clocks_end}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(dict(ceiling_gbps=ceiling, device=inferlab.devices()[0]["name"], rows=rows), f, indent=1)
+            json.dump(dict(ceiling_gbps=ceiling, sm_clocks_mhz=[clocks, clocks_end], device=inferlab.devices()[0]["name"], rows=rows), f, indent=1)
     return 0
 
 

@@ -441,7 +441,7 @@ def test_cuda_forced_decode_paths(rng, t):
 
 
 @pytest.mark.cuda
-@pytest.mark.parametrize("t", ["Q4_K", "F16"])
+@pytest.mark.parametrize("t", ["Q4_K", "Q6_K", "Q8_0", "F16"])
 def test_cuda_mma_decode_nan_inf_and_pdl(rng, t):
     """Tensor-core decode: NaN / inf in a row of x reach only that row of y; huge finite x is rescaled, not
     overflowed; with programmatic dependent launch off the result is bit-identical."""

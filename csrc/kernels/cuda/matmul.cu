@@ -364,24 +364,39 @@ __device__ __forceinline__ void mmq_cluster_sync(int CL) {
 // largest |x| seen. xsum (T = 1 only, else null): also the float32 sums of the staged 16-element groups
 // (the four items of a group belong to the four lanes of a quad, which run the loop equally often: i0 and
 // i1 are multiples of 4).
+// Each thread loads kMmqStageBatch items before it converts and stores any: x comes from L2 while the
+// ring's copies fill the memory system, so a loop of load, convert, store (one round trip per item; the
+// stores to the cluster's shared memory are generic stores, which the compiler does not move loads across)
+// paid K / 4 / 256 / CL round trips of a loaded L2 before the first tile could be used. Measured on H200s
+// (tune_decode.py, T = 1, two runs on two machines against the last ones before it, points of the copy
+// ceiling): Llama-3 down Q6_K 42 -> 49 / 57, Q8_0 47 -> 57 / 67, F16 77 -> 86 / 88; Phi-3 o Q8_0 30 -> 34 /
+// 38, F16 50 -> 58 / 59; Q4_K (bound by its decoding) +0.5 to +4.
+constexpr int kMmqStageBatch = 8;
 __device__ __forceinline__ float mmq_stage_x_row(const MmvArgs& a, uint16_t* xrow, float* xsum, int t,
                                                  float scale, int64_t i0, int64_t i1, int CL) {
   const int64_t K = a.w.k;
   const unsigned quad = 0xfu << (threadIdx.x & 28);
+  const int64_t step = blockDim.x;
   float m = 0.f;
-#pragma unroll 8
-  for (int64_t i = i0 + threadIdx.x; i < i1; i += blockDim.x) {
-    float v[4];
-    load_x4(a, t * K + 4 * i, v);
+  for (int64_t ib = i0 + threadIdx.x; ib < i1; ib += kMmqStageBatch * step) {
+    float v[kMmqStageBatch][4];
 #pragma unroll
-    for (int e = 0; e < 4; ++e) m = fmax_nan(m, fabsf(v[e]));
-    const uint2 h = mmq_x4_h(v[0], v[1], v[2], v[3], scale);
-    mmq_store_all(reinterpret_cast<uint2*>(xrow + 4 * i), h, CL);
-    if (xsum) {
-      float sum = mmq_x4_sum(h);
-      sum += __shfl_xor_sync(quad, sum, 1);
-      sum += __shfl_xor_sync(quad, sum, 2);
-      if ((i & 3) == 0) mmq_store_all(xsum + (i >> 2), sum, CL);
+    for (int u = 0; u < kMmqStageBatch; ++u)
+      if (ib + u * step < i1) load_x4(a, t * K + 4 * (ib + u * step), v[u]);
+#pragma unroll
+    for (int u = 0; u < kMmqStageBatch; ++u) {
+      const int64_t i = ib + u * step;
+      if (i >= i1) break;  // uniform over a quad (see above)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) m = fmax_nan(m, fabsf(v[u][e]));
+      const uint2 h = mmq_x4_h(v[u][0], v[u][1], v[u][2], v[u][3], scale);
+      mmq_store_all(reinterpret_cast<uint2*>(xrow + 4 * i), h, CL);
+      if (xsum) {
+        float sum = mmq_x4_sum(h);
+        sum += __shfl_xor_sync(quad, sum, 1);
+        sum += __shfl_xor_sync(quad, sum, 2);
+        if ((i & 3) == 0) mmq_store_all(xsum + (i >> 2), sum, CL);
+      }
     }
   }
   return m;
@@ -392,7 +407,10 @@ __device__ __forceinline__ float mmq_stage_x_row(const MmvArgs& a, uint16_t* xro
 // tile. a.t <= kMmqMaxT. Compute capability >= 9 only (bulk copies).
 template <GGMLType TY>
 // (Launch bounds: at least 2 blocks per SM, i.e. at most 128 registers. Without the minimum, ptxas gave
-// the Q4_K kernel 80 registers and 44 bytes of spills, 4 to 5 points of the copy ceiling slower.)
+// the Q4_K kernel 80 registers and 44 bytes of spills, 4 to 5 points of the copy ceiling slower. Three
+// blocks per SM (at most 80 registers: no spills except for Q4_K / Q5_K, and a ring of at most 70 KB less
+// the staged x) measured on an H200, 2026-12-02, against two: -3 to -5.5 points for Q6_K / Q8_0 / F16 at
+// Phi-3 o and for F16 at Llama-3 o, -0.6 to +1.7 for the rest at Llama-3 o.)
 __global__ void __launch_bounds__(kMmqMaxWarps * 32, 2) mmq_kernel(const MmvArgs a) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   using Q = QT<TY>;
@@ -565,7 +583,9 @@ int g_mmq_fold = -1;
 // --cluster 1,2,4,8, T = 1, points of the copy ceiling): at Llama-3 down (K = 14336) clusters of 2 gain
 // +2.5 to +5.5 for Q4_K / Q5_K / Q4_0 / Q6_K / Q8_0 / F16 (F16: 75.9 -> 81.4); at K = 4096 and 3072 they are
 // within +-1.8 of none; clusters of 4 or 8 lose 10 to 30 at K = 14336 and 1 to 4 elsewhere (not
-// investigated; co-scheduling 4 blocks of ~94 KB shared memory each is the likely cost).
+// investigated; co-scheduling 4 blocks of ~94 KB shared memory each is the likely cost). Since x is staged
+// with a batch of loads in flight per thread (mmq_stage_x_row), clusters of 2 gain only +0.2 to +0.6 at
+// Llama-3 down and lose 0.5 to 3.3 at K = 3072 / 4096 (H200, 2026-12-02, later run); the auto rule stays.
 int g_mmq_cluster = 0;
 constexpr int64_t kMmqClusterMinK = 8192;  // auto: clusters of 2 from this K on, else none
 

@@ -297,10 +297,12 @@ IL_HD int mmq_c_t(int lane, int c) { return 2 * (lane & 3) + (c & 1); }
 // consecutive 16-element groups starting at rep's run.
 // Only Q4_K / Q5_K have it: it pays where decoding a run's scale is costly (6-bit packed sub-block scales
 // and mins), which it then does once per sub-block and row instead of once per run and row. Measured on
-// an H200 (benchmarks/tune_decode.py --fold=0,1, T = 1): Q4_K +0.6 / +1.3 / +1.9 points of the copy
-// ceiling at Phi-3 o / Llama-3 o / Llama-3 down; with every run its own class, Q6_K / Q8_0 / Q4_0 lost 1.5
-// to 4.4 points (the fold costs about what the per-run scaling it replaces did, and the path's registers
-// slow the kernel), so they keep the per-run path.
+// an H200 (benchmarks/tune_decode.py --fold=-1,0, T = 1, 2026-12-02): Q4_K +0.9 / +2.1 / +3.2 points of
+// the copy ceiling at Phi-3 o / Llama-3 o / Llama-3 down. Tried and dropped: Q6_K with each run its own
+// class (one step per group; its inner loop 30.1 -> 26.4 instructions per mma) and Q8_0 with each block a
+// class (4 classes per two steps; 22.0 -> 18.5) lost 0.4 to 1.3 points at the same shapes, with lean
+// type-specific folds; an earlier generic fold for Q6_K / Q8_0 / Q4_0 lost 1.5 to 4.4. Fewer instructions
+// per mma do not pay there: the group's mma chain must drain before its fold.
 template <GGMLType TY>
 struct MmqFold {
   static constexpr bool OK = false;
@@ -360,31 +362,42 @@ IL_HD float mmq_x4_sum(uint2 h) {
 
 // Lane (g, tig) after group p of a chunk (nbc blocks): folds its C fragment c (the group's class sums;
 // element 2 r + h: row g + 8 r, class 2 tig + h) into yacc[r]. xsum: sums of the staged x's 16-element
-// groups from the chunk's first element.
+// groups from the chunk's first element; a class's x sum X is an aligned pair of them (NRUN = 2 groups from
+// an even index).
+// The lane's two classes are runs 0 and 1 of one unit (rep(2 tig + h) = (tig / 2, 2 (tig % 2), h)), so it
+// reads that unit's side (d, dmin and the packed 6-bit scales and mins: Q4_K and Q5_K share the format)
+// once per row and decodes only the two sub-blocks' scale and min (the inner loop: 22.6 -> 19.8
+// instructions per mma). Per row:
+//   y += d (sc_0 (C_0 - OFF1024 X_0) + sc_1 (C_1 - OFF1024 X_1)) - dmin (mn_0 X_0 + mn_1 X_1).
 template <GGMLType TY>
 IL_HD void mmq_fold(float (&yacc)[2], const float (&c)[4], const uint8_t* tile, const float* xsum, int p,
                     int nbc, int g, int tig) {
   using Q = QT<TY>;
   using F = MmqFold<TY>;
+  using G = MmqTile<TY>;
   constexpr float OFF1024 = (Q::MAGIC_OFF - kMagic) + 1024.0f;
+  static_assert(F::FSTEPS == 2 && F::NRUN == 2 && Q::SB == 16, "mmq_fold: the sub-block classes of Q4_K / Q5_K");
+  int s, t, j, bl, sub;
+  F::rep(2 * tig, s, t, j);  // j = 0; class 2 tig + 1 is run 1 of the same unit
+  if (!mmq_lane_unit<TY>(p * F::FSTEPS + s, t, nbc, bl, sub)) return;  // classes past the row's end
+  float X[2];
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
-    int s, t, j, bl, sub;
-    F::rep(2 * tig + h, s, t, j);
-    if (!mmq_lane_unit<TY>(p * F::FSTEPS + s, t, nbc, bl, sub)) continue;  // class past the row's end
-    typename Q::Regs regs[2];
-    mmq_tile_load<TY>(regs, tile, g, bl, sub);
-    const int e16 = (bl * Q::QK + Q::run_offset(sub, j)) >> 4;
-    float X = xsum[e16];
+    const float2 v = *reinterpret_cast<const float2*>(xsum + ((bl * Q::QK + Q::run_offset(sub, h)) >> 4));
+    X[h] = v.x + v.y;
+  }
 #pragma unroll
-    for (int n = 1; n < F::NRUN; ++n) X += xsum[e16 + n];
+  for (int r = 0; r < 2; ++r) {
+    const uint4 sd = ld_ro16<true>(tile + G::SIDE + (g + 8 * r) * G::SS + bl * Q::SB);  // d | dmin << 16, scales
+    float ys = 0.f, ym = 0.f;
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      uint32_t q[4];  // unused
+    for (int h = 0; h < 2; ++h) {
       float sc, mn;
-      Q::run(regs[r], sub, j, q, sc, mn);
-      yacc[r] += sc * c[2 * r + h] + (mn - sc * OFF1024) * X;
+      scale_min_k4(sd.y, sd.z, sd.w, 2 * (sub >> 1) + h, sc, mn);
+      ys += sc * (c[2 * r + h] - OFF1024 * X[h]);
+      ym += mn * X[h];
     }
+    yacc[r] += h2f(sd.x) * ys - h2f(sd.x >> 16) * ym;
   }
 }
 
