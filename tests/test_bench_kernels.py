@@ -20,3 +20,15 @@ def test_kernel_benchmark_cpu_smoke(tmp_path, monkeypatch):
                "softmax", "embedding", "embedding_q", "sample greedy"]:
         assert op in ops
     assert all(r["ms"] > 0 and r["gbps"] > 0 for r in data["results"])
+
+
+def test_decode_fit_recovers_cost_and_rate(monkeypatch):
+    """benchmarks/decode_fit.py's fit: times made from a known per-call cost and rate give them back."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    sys.modules.pop("decode_fit", None)
+    import decode_fit
+
+    k, ns, t0_us, rate = 4096, [2112, 4224, 8448, 16896], 3.25, 850.0  # us, weights per ns
+    ms = [(t0_us + n * k / rate / 1e3) / 1e3 for n in ns]
+    t0, r = decode_fit.fit(ns, k, ms)
+    assert abs(t0 - t0_us) < 1e-6 and abs(r - rate) / rate < 1e-9
