@@ -69,6 +69,17 @@ def _weights(t: str, n: int, k: int, copies: int) -> list:
     return [QWeight.from_bytes(raw, t, n, k, device="cuda", name=f"{t}[{n}x{k}]#{i}") for i in range(copies)]
 
 
+def weight_bytes(t: str, n: int, k: int) -> int:
+    """GGUF bytes of an [n, k] weight of type t."""
+    return n * (k // _BLOCK[t][0]) * _BLOCK[t][1]
+
+
+def streamed_weights(t: str, n: int, k: int) -> list:
+    """Copies of one random weight, enough (more than L2_FLUSH_BYTES together, at most 32) that calls cycling
+    through them stream each weight from HBM."""
+    return _weights(t, n, k, max(1, min(32, -(-L2_FLUSH_BYTES // weight_bytes(t, n, k)))))
+
+
 class _StandaloneCtx:
     """Minimal stand-in for _bench_common.Ctx when this file runs on its own."""
 
@@ -107,9 +118,8 @@ def run_matvec(ctx) -> list[dict]:
     for label, n, k in shapes:
         same_size = {}
         for t in types:
-            wbytes = n * (k // _BLOCK[t][0]) * _BLOCK[t][1]
-            copies = max(1, min(32, -(-L2_FLUSH_BYTES // wbytes)))
-            ws = _weights(t, n, k, copies)
+            wbytes = weight_bytes(t, n, k)
+            ws = streamed_weights(t, n, k)
             Ts = (1, 2, 4, 8) if t in ("Q4_K", "Q8_0", "F16") else (1,)
             for T in Ts:
                 x = inferlab.DeviceArray.from_numpy(rng.standard_normal((T, k)).astype(np.float32), "cuda")
@@ -230,7 +240,7 @@ def run_crossover(ctx) -> list[dict]:
     label, n, k = SHAPES[4]
     rng = np.random.default_rng(2)
     for t in (["Q4_K"] if ctx.quick else ["Q4_K", "Q6_K", "Q8_0", "Q4_0"]):
-        ws = _weights(t, n, k, max(1, min(32, -(-L2_FLUSH_BYTES // (n * (k // _BLOCK[t][0]) * _BLOCK[t][1])))))
+        ws = streamed_weights(t, n, k)
         for T in (8, 16, 32, 64, 128):
             x = inferlab.DeviceArray.from_numpy(rng.standard_normal((T, k)).astype(np.float32), "cuda")
             y = inferlab.DeviceArray.empty((T, n), "float32", "cuda")

@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import inferlab  # noqa: E402
 from _bench_common import Ctx, measure_copy_ceiling  # noqa: E402
-from _bench_matmul import _BLOCK, L2_FLUSH_BYTES, _weights  # noqa: E402
+from _bench_matmul import _BLOCK, streamed_weights  # noqa: E402
 
 _mm = inferlab._core.matmul
 
@@ -51,9 +51,7 @@ def main() -> int:
     for t in args.types.split(","):
         ms = []
         for n in ns:
-            wbytes = n * (k // _BLOCK[t][0]) * _BLOCK[t][1]
-            copies = max(1, min(32, -(-L2_FLUSH_BYTES // wbytes)))
-            ws = _weights(t, n, k, copies)
+            ws = streamed_weights(t, n, k)
             x = inferlab.DeviceArray.from_numpy(rng.standard_normal((1, k)).astype(np.float32), "cuda")
             y = inferlab.DeviceArray.empty((1, n), "float32", "cuda")
             ms.append(float(_mm.bench_matmul_ms(x, [q._w for q in ws], y, 100, args.path)))

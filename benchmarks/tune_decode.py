@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import inferlab  # noqa: E402
 from _bench_common import Ctx, measure_copy_ceiling  # noqa: E402
-from _bench_matmul import SHAPES, _BLOCK, L2_FLUSH_BYTES, _weights  # noqa: E402
+from _bench_matmul import SHAPES, streamed_weights, weight_bytes  # noqa: E402
 
 _mm = inferlab._core.matmul
 
@@ -64,9 +64,8 @@ def main() -> int:
     rows = []
     for label, n, k in [s for s in SHAPES if s[0] in args.shapes.split(",")]:
         for t in args.types.split(","):
-            wbytes = n * (k // _BLOCK[t][0]) * _BLOCK[t][1]
-            copies = max(1, min(32, -(-L2_FLUSH_BYTES // wbytes)))
-            ws = _weights(t, n, k, copies)
+            wbytes = weight_bytes(t, n, k)
+            ws = streamed_weights(t, n, k)
             for T in Ts:
                 x = inferlab.DeviceArray.from_numpy(rng.standard_normal((T, k)).astype(np.float32), "cuda")
                 y = inferlab.DeviceArray.empty((T, n), "float32", "cuda")
