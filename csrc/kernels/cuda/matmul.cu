@@ -274,6 +274,17 @@ __device__ __forceinline__ void mmq_lane_a(const typename QT<TY>::Regs (&regs)[2
   }
 }
 
+// The lane's unit in warp step sl of a chunk of nbc blocks (block bl, sub-unit sub) and its registers for
+// rows g and g + 8 of the tile. CHECK (the row's last chunk, maybe partial): false for a unit past the
+// chunk's blocks, whose registers are then not loaded.
+template <GGMLType TY, bool CHECK>
+__device__ __forceinline__ bool mmq_lane_load(typename QT<TY>::Regs (&regs)[2], const uint8_t* tile, int sl, int nbc,
+                                              int g, int tig, int& bl, int& sub) {
+  const bool valid = mmq_lane_unit<TY>(sl, tig, nbc, bl, sub) || !CHECK;
+  if (valid) mmq_tile_load<TY>(regs, tile, g, bl, sub);
+  return valid;
+}
+
 // One warp step (sl: step within the chunk, kb0: first element of the chunk) of the tensor-core kernel.
 // CHECK: the chunk is the row's last and may be partial (units past its nbc blocks contribute zero, and
 // read no x). xg: row min(g, T - 1) of the staged x: for g >= T the B fragment feeds only output columns
@@ -283,9 +294,8 @@ __device__ __forceinline__ void mmq_step(float (&acc)[2][4], const uint8_t* tile
                                          int nbc, int sl, int g, int tig) {
   using Q = QT<TY>;
   int bl, sub;
-  const bool valid = mmq_lane_unit<TY>(sl, tig, nbc, bl, sub) || !CHECK;
   typename Q::Regs regs[2];
-  if (valid) mmq_tile_load<TY>(regs, tile, g, bl, sub);
+  const bool valid = mmq_lane_load<TY, CHECK>(regs, tile, sl, nbc, g, tig, bl, sub);
 #pragma unroll
   for (int j = 0; j < Q::RUNS; ++j) {
     uint32_t af[4][4];
@@ -316,9 +326,8 @@ __device__ __forceinline__ void mmq_group_fold(float (&yacc)[2], const uint8_t* 
   for (int s = 0; s < F::FSTEPS; ++s) {
     const int sl = p * F::FSTEPS + s;
     int bl, sub;
-    const bool valid = mmq_lane_unit<TY>(sl, tig, nbc, bl, sub) || !CHECK;
     typename Q::Regs regs[2];
-    if (valid) mmq_tile_load<TY>(regs, tile, g, bl, sub);
+    const bool valid = mmq_lane_load<TY, CHECK>(regs, tile, sl, nbc, g, tig, bl, sub);
 #pragma unroll
     for (int j = 0; j < Q::RUNS; ++j) {
       uint32_t af[4][4];
