@@ -5,6 +5,7 @@ staging of x, the tail) and a rate R in weights per ns. A kernel that is bound b
 below the copy ceiling's weights per ns; one bound by its per-call cost has a large t0. Writes JSON.
 
     python benchmarks/decode_fit.py [--json PATH] [--k 4096] [--rows 2112,4224,8448,16896] [--types Q4_K,Q8_0,F16]
+                                    [--fold=-1,0,2]
 """
 from __future__ import annotations
 
@@ -39,6 +40,8 @@ def main() -> int:
     ap.add_argument("--rows", default="2112,4224,8448,16896", help="row counts N (multiples of 16 x 132 SMs)")
     ap.add_argument("--types", default="Q4_K,Q6_K,Q8_0,F16")
     ap.add_argument("--path", default="fused_mma", help="matmul path (bench_matmul_ms), e.g. fused_mma")
+    ap.add_argument("--fold", default="-1", help="tensor-core kernel's path at T = 1 (tune_mma_decode's fold: -1 per "
+                    "type, 0 per run, 1 folded scales, 2 integer), a list")
     args = ap.parse_args()
     if not inferlab.cuda_available():
         print("no CUDA device")
@@ -48,21 +51,27 @@ def main() -> int:
     rng = np.random.default_rng(0)
     k, ns = args.k, [int(v) for v in args.rows.split(",")]
     out = []
-    for t in args.types.split(","):
-        ms = []
-        for n in ns:
-            ws = streamed_weights(t, n, k)
-            x = inferlab.DeviceArray.from_numpy(rng.standard_normal((1, k)).astype(np.float32), "cuda")
-            y = inferlab.DeviceArray.empty((1, n), "float32", "cuda")
-            ms.append(float(_mm.bench_matmul_ms(x, [q._w for q in ws], y, 100, args.path)))
-            del ws
-        t0, rate = fit(ns, k, ms)
-        bpw = _BLOCK[t][1] / _BLOCK[t][0]  # bytes per weight
-        ceil_rate = ceiling / bpw  # weights per ns at the copy ceiling (GB/s is bytes per ns)
-        pts = "  ".join(f"N={n}: {m * 1e3:6.2f} us" for n, m in zip(ns, ms))
-        print(f"{t:5s} {pts}  ->  t0 {t0:5.2f} us, {rate:6.1f} weights/ns ({100 * rate / ceil_rate:5.1f}% of "
-              f"the ceiling's {ceil_rate:.0f})", flush=True)
-        out.append(dict(type=t, k=k, rows=ns, ms=ms, t0_us=t0, weights_per_ns=rate, ceiling_weights_per_ns=ceil_rate))
+    for fold in [int(v) for v in args.fold.split(",")]:
+        _mm.tune_mma_decode(64, 8, fold, 0)
+        try:
+            for t in args.types.split(","):
+                ms = []
+                for n in ns:
+                    ws = streamed_weights(t, n, k)
+                    x = inferlab.DeviceArray.from_numpy(rng.standard_normal((1, k)).astype(np.float32), "cuda")
+                    y = inferlab.DeviceArray.empty((1, n), "float32", "cuda")
+                    ms.append(float(_mm.bench_matmul_ms(x, [q._w for q in ws], y, 100, args.path)))
+                    del ws
+                t0, rate = fit(ns, k, ms)
+                bpw = _BLOCK[t][1] / _BLOCK[t][0]  # bytes per weight
+                ceil_rate = ceiling / bpw  # weights per ns at the copy ceiling (GB/s is bytes per ns)
+                pts = "  ".join(f"N={n}: {m * 1e3:6.2f} us" for n, m in zip(ns, ms))
+                print(f"f{fold:<2d} {t:5s} {pts}  ->  t0 {t0:5.2f} us, {rate:6.1f} weights/ns ({100 * rate / ceil_rate:5.1f}% "
+                      f"of the ceiling's {ceil_rate:.0f})", flush=True)
+                out.append(dict(type=t, fold=fold, k=k, rows=ns, ms=ms, t0_us=t0, weights_per_ns=rate,
+                                ceiling_weights_per_ns=ceil_rate))
+        finally:
+            _mm.tune_mma_decode()
     if args.json:
         with open(args.json, "w") as f:
             json.dump(dict(ceiling_gbps=ceiling, device=inferlab.devices()[0]["name"], path=args.path, rows=out), f,

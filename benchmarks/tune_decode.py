@@ -41,7 +41,7 @@ def main() -> int:
     ap.add_argument("--ring", default="0,32,64,96", help="KiB of tiles in flight per block (0: auto)")
     ap.add_argument("--warps", default="4,8")
     ap.add_argument("--T", default="1")
-    ap.add_argument("--fold", default="-1", help="folded scales at T = 1: -1 per type, 0 off, 1 on (list)")
+    ap.add_argument("--fold", default="-1", help="path at T = 1: -1 per type, 0 per run, 1 folded scales, 2 integer (list)")
     ap.add_argument("--pdl", default="1", help="programmatic dependent launch on (1) / off (0) (list)")
     ap.add_argument("--cluster", default="0", help="blocks per cluster sharing the staging of x (0: auto) (list)")
     ap.add_argument("--types", default="Q4_K,Q6_K,Q8_0,F16")

@@ -24,7 +24,7 @@ _INS = re.compile(r"/\*([0-9a-f]{4,})\*/\s+((?:@!?U?P\w+\s+)?[A-Z][A-Z0-9_.]*)([
 
 
 def loops(sass: str):
-    """(start, end, opcode counter) of every loop with at least one HMMA, per function."""
+    """(start, end, opcode counter) of every loop with at least one HMMA or IMMA, per function."""
     out = {}
     for part in _FUNC.split(sass):
         m = re.match(r"\s*Function : (\S+)", part)
@@ -37,7 +37,7 @@ def loops(sass: str):
             if t and int(t.group(1), 16) < addr:
                 lo = int(t.group(1), 16)
                 body = collections.Counter(o.split(".")[0] for a, o, _ in ins if lo <= a <= addr)
-                if body["HMMA"]:
+                if body["HMMA"] + body["IMMA"]:
                     found.append((lo, addr, body))
         if found:
             out[m.group(1)] = found
@@ -59,9 +59,10 @@ def main() -> int:
             continue
         print(name)
         for lo, hi, body in found:
-            n, h = sum(body.values()), body["HMMA"]
+            n, h = sum(body.values()), body["HMMA"] + body["IMMA"]
+            kind = "IMMA" if body["IMMA"] else "HMMA"
             top = ", ".join(f"{k} {v}" for k, v in body.most_common(10))
-            print(f"  loop {lo:#06x}-{hi:#06x}: {n} instructions, {h} HMMA, {n / h:.1f} per HMMA  ({top})")
+            print(f"  loop {lo:#06x}-{hi:#06x}: {n} instructions, {h} {kind}, {n / h:.1f} per {kind}  ({top})")
     return 0
 
 

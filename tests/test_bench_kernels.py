@@ -32,3 +32,24 @@ def test_decode_fit_recovers_cost_and_rate(monkeypatch):
     ms = [(t0_us + n * k / rate / 1e3) / 1e3 for n in ns]
     t0, r = decode_fit.fit(ns, k, ms)
     assert abs(t0 - t0_us) < 1e-6 and abs(r - rate) / rate < 1e-9
+
+
+def test_trace_decode_parses_kernel_traces(monkeypatch):
+    """benchmarks/trace_decode.py's parser: a traced build's printout gives each block's phases and per-chunk
+    compute / wait cycles."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    sys.modules.pop("trace_decode", None)
+    import trace_decode
+
+    log = "\n".join([
+        "=== Q8_0 fold 0 n 16 k 96 call 2",
+        "TRACE blk 0 nchunks 3 S 2: issued 100 pdl 120 staged 500 end 2000",
+        "TRACE blk 0 chunk 0 ready 600 done 900",
+        "TRACE blk 0 chunk 1 ready 1000 done 1400",
+        "TRACE blk 0 chunk 2 ready 1600 done 1900",
+        "noise",
+    ])
+    (r,) = trace_decode.parse(log)
+    assert (r["case"], r["call"], r["block"], r["chunks"], r["stages"]) == ("Q8_0 fold 0 n 16 k 96", 2, 0, 3, 2)
+    assert (r["issued"], r["pdl"], r["staged"], r["end"]) == (100, 120, 500, 2000)
+    assert r["compute"] == (300 + 400 + 300) / 3 and r["wait"] == (100 + 200) / 2

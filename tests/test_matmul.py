@@ -411,11 +411,14 @@ def test_cuda_forced_decode_paths(rng, t):
             # at K = 14336), with 3 warps (warps that get no step of a chunk), with clusters of 4 and 2
             # blocks sharing the staging of x (203 rows: 13 row blocks, padded to 16; 37 rows: 3 row blocks,
             # so the cluster shrinks to 2, padded to 4) and, at T = 1, with its folded scales (Q4_K / Q5_K)
-            # forced off and on (with 3 warps, the smallest ring and a cluster)
+            # forced off and on (with 3 warps, the smallest ring and a cluster), and its integer path (Q8_0 /
+            # Q4_K / Q6_K; the per-run path for other types) with the default knobs, with 3 warps, the
+            # smallest ring and clusters of 4, and with 5 warps, the largest ring and clusters of 2
             runs = [("fused_staged", None)] + ([("fused_splitk", None)] if T <= 2 else []) + (
                 [("fused_mma", None), ("fused_mma", (1, 8)), ("fused_mma", (96, 3)), ("fused_mma", (64, 8, -1, 4)),
                  ("fused_mma", (1, 3, -1, 2))] if mma else []) + (
-                [("fused_mma", (64, 8, 0)), ("fused_mma", (1, 3, 1, 4))] if mma and T == 1 else [])
+                [("fused_mma", (64, 8, 0)), ("fused_mma", (1, 3, 1, 4)), ("fused_mma", (64, 8, 2)),
+                 ("fused_mma", (1, 3, 2, 4)), ("fused_mma", (96, 5, 2, 2))] if mma and T == 1 else [])
             for path, knobs in runs:
                 y = inferlab.DeviceArray.from_numpy(np.full((T, n), np.nan, np.float32), "cuda")
                 if knobs:
@@ -432,7 +435,7 @@ def test_cuda_forced_decode_paths(rng, t):
     with pytest.raises(ValueError, match="warps"):
         mm.tune_mma_decode(64, 9)
     with pytest.raises(ValueError, match="fold"):
-        mm.tune_mma_decode(64, 8, 2)
+        mm.tune_mma_decode(64, 8, 3)
     with pytest.raises(ValueError, match="cluster"):
         mm.tune_mma_decode(64, 8, -1, 3)
     if t == "BF16":
@@ -466,18 +469,56 @@ def test_cuda_mma_decode_nan_inf_and_pdl(rng, t):
     finally:
         mm.set_pdl(old)
     np.testing.assert_array_equal(y2, y)
-    # One row at a time (T = 1: the folded-scale path where the type has it, which must step aside for
-    # non-finite x: its offset cancellation would turn inf into NaN), folded path forced on, x staged by
-    # clusters of 2 blocks (the row maximum, NaN included, combined over the cluster).
-    mm.tune_mma_decode(64, 8, 1, 2)
+    # One row at a time (T = 1: the folded-scale path and the integer path where the type has them, which
+    # must step aside for non-finite x: the folded path's offset cancellation would turn inf into NaN, the
+    # integer path cannot carry inf / NaN at all), each forced on, x staged by clusters of 2 blocks (the row
+    # maximum, NaN included, combined over the cluster).
+    for fold in (1, 2):
+        mm.tune_mma_decode(64, 8, fold, 2)
+        try:
+            y1 = [matmul(x[i:i + 1], w)[0] for i in range(T)]
+        finally:
+            mm.tune_mma_decode()
+        assert np.isnan(y1[1]).all() and not np.isfinite(y1[2]).any(), fold
+        inf = np.isinf(y[2])
+        assert np.array_equal(np.isinf(y1[2]), inf) and np.array_equal(np.sign(y1[2][inf]), np.sign(y[2][inf]))
+        assert (np.abs(np.stack([y1[0], y1[3]]) - xf @ W.T) <= tol).all(), fold
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("t", ["Q8_0", "Q4_K", "Q6_K"])
+@pytest.mark.parametrize("shape", [(4096, 14336), (3072, 3072), (37, 96 * 32)])
+def test_cuda_integer_decode_path(rng, t, shape):
+    """The integer path at T = 1 (Q8_0 / Q4_K / Q6_K, tune_mma_decode(fold=2)): x is quantized to 16-bit
+    integers per 32-element group (step = max|x| / 32512), and the result stays within that quantization's
+    bound plus float32 rounding, also with outliers (a group's step is set by its largest element), groups
+    of zeros and a tiny group (below 2^-96: taken as zero). The default path is not it."""
+    if not _mma_available():
+        pytest.skip("the tensor-core decode kernel needs compute capability >= 9")
+    n, k = shape
+    raw = make_weight(rng, t, n, k)
+    w = QWeight.from_bytes(raw, t, n, k, device="cuda")
+    W = ref_dequant(raw, t, n, k)
+    x = rng.standard_normal((1, k)).astype(np.float32)
+    x[0, 5::97] *= 300.0                 # outliers in some groups
+    x[0, 64:96] = 0.0                    # a group of zeros
+    x[0, 32:64] *= np.float32(1e-30)     # a tiny group
+    mm = inferlab._core.matmul
+    mm.tune_mma_decode(64, 8, 2)
     try:
-        y1 = [matmul(x[i:i + 1], w)[0] for i in range(T)]
+        y = matmul(x, w)
     finally:
         mm.tune_mma_decode()
-    assert np.isnan(y1[1]).all() and not np.isfinite(y1[2]).any()
-    inf = np.isinf(y[2])
-    assert np.array_equal(np.isinf(y1[2]), inf) and np.array_equal(np.sign(y1[2][inf]), np.sign(y[2][inf]))
-    assert (np.abs(np.stack([y1[0], y1[3]]) - xf @ W.T) <= tol).all()
+    xf = x[0].astype(np.float64)
+    step = np.abs(xf).reshape(-1, 32).max(axis=1) / 32512.0              # [K / 32]
+    qbound = (0.505 * np.repeat(step, 32)[None, :] * np.abs(W)).sum(axis=1)  # [N]
+    mag = np.abs(W) @ np.abs(xf)
+    ref = W @ xf
+    err = np.abs(y[0] - ref)
+    tol = qbound + 4.0 * np.sqrt(k) * 2.0 ** -24 * mag + 1e-28 * np.abs(W).sum(axis=1)
+    assert (err <= tol).all(), float(np.max(err / tol))
+    # the integer path is the one measured: the default (fp16) path gives another result
+    assert not np.array_equal(matmul(x, w), y)
 
 
 @pytest.mark.cuda

@@ -176,9 +176,11 @@ void bind_matmul(py::module_& m) {
       py::arg("ring_kib") = 64, py::arg("warps") = 8, py::arg("fold") = -1, py::arg("cluster") = 0,
       "Tensor-core decode kernel knobs, for measurements: KiB of weight tiles in flight per block (its "
       "shared-memory ring, 1..96, at least two tiles; 0: auto, as much as leaves two blocks per multiprocessor, "
-      "at least 64), warps per block (1..8) and, for one row of x, the folded-scale path (-1: per type, 0: off, "
-      "1: on where the type supports it) and blocks per cluster that share the staging of x (0: auto, 1, 2, 4, "
-      "8). The defaults are the measured choice.");
+      "at least 64), warps per block (1..8) and, for one row of x, the path (fold: -1 per type, 0 per run in "
+      "fp16, 1 folded scales where the type has them (Q4_K, Q5_K), 2 the integer path where the type has it "
+      "(Q8_0, Q4_K, Q6_K: int8 mma, x as 16-bit integers per 32 elements; see inferlab.kernels.matmul)) and "
+      "blocks per cluster that share the staging of x (0: auto, 1, 2, 4, 8). The defaults are the measured "
+      "choice.");
   mm.def(
       "bench_copy_ms",
       [](const std::vector<Tensor>& dsts, const std::vector<Tensor>& srcs, int iters) -> double {

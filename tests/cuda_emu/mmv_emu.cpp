@@ -17,6 +17,8 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <climits>
+#include <cstdint>
 #include <cstring>
 #include <random>
 #include <vector>
@@ -582,6 +584,220 @@ static void check_mma(std::mt19937& g) {
   std::printf("ok %s mma\n", name);
 }
 
+// mma.m16n8k32 (row.col, s8 inputs, s32 accumulation) from the 32 lanes' fragments, per the PTX layout:
+// lane (g, tig) holds A[g][4tig..+3], A[g+8][4tig..+3], A[g][16+4tig..+3], A[g+8][16+4tig..+3] (bytes, low
+// first), B[4tig..+3][g], B[16+4tig..+3][g] and C[g][2tig..+1], C[g+8][2tig..+1].
+// ua: A unsigned (.u8), else signed (.s8); B is signed.
+static void emu_imma(int (&c)[32][4], const uint32_t (&a)[32][4], const uint32_t (&b)[32][2], bool ua) {
+  int A[16][32], B[32][8];
+  auto byte = [](uint32_t w, int i) { return (int)(int8_t)(uint8_t)(w >> (8 * i)); };
+  auto abyte = [ua](uint32_t w, int i) { return ua ? (int)(uint8_t)(w >> (8 * i)) : (int)(int8_t)(uint8_t)(w >> (8 * i)); };
+  for (int l = 0; l < 32; ++l) {
+    const int g = l >> 2, t = l & 3;
+    for (int i = 0; i < 4; ++i) {
+      A[g][4 * t + i] = abyte(a[l][0], i);
+      A[g + 8][4 * t + i] = abyte(a[l][1], i);
+      A[g][16 + 4 * t + i] = abyte(a[l][2], i);
+      A[g + 8][16 + 4 * t + i] = abyte(a[l][3], i);
+      B[4 * t + i][g] = byte(b[l][0], i);
+      B[16 + 4 * t + i][g] = byte(b[l][1], i);
+    }
+  }
+  for (int l = 0; l < 32; ++l)
+    for (int cc = 0; cc < 4; ++cc) {
+      const int r = mmq_c_row(l, cc), col = mmq_c_t(l, cc);
+      int64_t v = c[l][cc];
+      for (int kk = 0; kk < 32; ++kk) v += (int64_t)A[r][kk] * B[kk][col];
+      if (v > INT32_MAX || v < INT32_MIN) FAIL("imma: int32 overflow");
+      c[l][cc] = (int)v;
+    }
+}
+
+// The 16-byte shared loads of a quarter-warp (lanes 8q .. 8q + 7, byte addresses addr[l]) hit distinct
+// 16-byte bank groups, except lanes that read the same address (a broadcast).
+static bool quarter_conflict_free(const int64_t (&addr)[32]) {
+  for (int q = 0; q < 4; ++q)
+    for (int i = 8 * q; i < 8 * q + 8; ++i)
+      for (int j = i + 1; j < 8 * q + 8; ++j)
+        if (addr[i] != addr[j] && (addr[i] / 16) % 8 == (addr[j] / 16) % 8) return false;
+  return true;
+}
+
+// The integer path of the tensor-core decode kernel (T = 1, matmul_mma.cuh MmqI8): x staged as int8 parts per
+// 32-group (as mmq_stage_x_i8, 8 lanes per group), tiles as the kernel's copies place them (MmqTile<TY, true>),
+// the lanes' A / B fragments and folds over its warp / group structure with mma.m16n8k32 emulated, against a
+// float64 dot. Bound: the x quantization (step / 2 per element) plus float32 rounding. Also: the shared
+// loads of the A fragments are free of bank conflicts, a group with max |x| below 2^-96 stages as zero, and
+// huge x (1e30) is exact to the same bound.
+template <GGMLType TY>
+static void check_mma_i8(std::mt19937& g) {
+  using Q = QT<TY>;
+  using I = MmqI8<TY>;
+  using G = MmqTile<TY, true>;
+  constexpr int E = I::E;
+  const char* name = ggml_type_traits((int32_t)TY)->name;
+  const int64_t bs = ggml_type_traits((int32_t)TY)->block_size;
+  struct Shape { int64_t n, k; };
+  std::vector<Shape> shapes = {{21, 512}, {16, 3072}, {18, 2816}};
+  if (bs == 32) shapes.push_back({7, 96});
+  for (Shape sh : shapes) {
+    const int64_t n = sh.n, k = sh.k;
+    const EmuWeight ew = make_emu_weight<TY>(n, k, g);
+    const int64_t nsteps = (ew.v.nb * Q::LPB + 3) / 4, nchunks = mmq_chunks<TY>(ew.v);
+    const int W = (int)std::max<int64_t>(1, std::min<int64_t>(kMmqMaxWarps, nsteps));
+    for (int kind = 0; kind < 3; ++kind) {  // normal x, x with tiny and zero groups, huge x
+      std::normal_distribution<float> nd(0.f, kind == 2 ? 1e30f : 1.f);
+      std::vector<float> x((size_t)k);
+      for (float& v : x) v = nd(g);
+      if (kind == 1) {
+        for (int e = 0; e < 32; ++e) x[e] *= 1e-31f;  // group 0: below 2^-96, staged as zero
+        for (int e = 32; e < 64 && k > 64; ++e) x[e] = 0.f;
+        x[k - 1] *= 1e4f;  // an outlier in the last group
+      }
+      MmvArgs a;
+      a.w = ew.v;
+      a.x = x.data();
+      a.x_kind = kXF32;
+      a.x_vec = true;
+      a.t = 1;
+      // staging, as mmq_stage_x_i8: one 32-group at a time
+      std::vector<int8_t> hi((size_t)k), lo((size_t)k);
+      std::vector<float> stp((size_t)(k / 32)), sum((size_t)(k / 32));
+      std::vector<int> s16((size_t)(k / 16));
+      std::vector<double> xq((size_t)k);  // the value the kernel multiplies: step * (256 hi + lo)
+      for (int64_t q = 0; q < k / 32; ++q) {
+        float am = 0.f, v[32];
+        for (int u = 0; u < 8; ++u) load_x4(a, 32 * q + 4 * u, &v[4 * u]);
+        for (float e : v) am = fmax_nan(am, std::fabs(e));
+        const float inv = mmq_i8_inv(am);
+        uint32_t h[8], l[8];
+        int hs[2];
+        mmq_i8_quant32(v, inv, h, l, hs);
+        std::memcpy(&hi[32 * q], h, 32);
+        std::memcpy(&lo[32 * q], l, 32);
+        for (int half = 0; half < 2; ++half) {
+          int want_s = 0;  // the sum of the v, recomputed from the parts
+          for (int e = 16 * half; e < 16 * half + 16; ++e) want_s += 256 * hi[32 * q + e] + lo[32 * q + e];
+          if (hs[half] != want_s) FAIL("%s i8: half %d of group %lld sums to %d, its parts to %d", name, half, (long long)q, hs[half], want_s);
+          s16[2 * q + half] = hs[half];
+        }
+        const int is = hs[0] + hs[1];
+        for (int e = 0; e < 32; ++e)
+          if (hi[32 * q + e] < -127 || hi[32 * q + e] > 127)
+            FAIL("%s i8: hi part %d out of [-127, 127]", name, hi[32 * q + e]);
+        stp[q] = mmq_i8_step(am);
+        sum[q] = stp[q] * (float)is;
+        for (int e = 0; e < 32; ++e) {
+          const int64_t i = 32 * q + e;
+          xq[i] = (double)stp[q] * (256.0 * hi[i] + lo[i]);
+          if (!(std::fabs(xq[i] - x[i]) <= 0.505 * stp[q] + (am < kI8Tiny ? am : 0.f))) {
+            FAIL("%s i8: x[%lld] = %.9g staged as %.9g (step %g, hi %d lo %d inv %.9g am %.9g)", name, (long long)i, x[i], xq[i], stp[q], hi[i], lo[i], inv, am);
+            return;
+          }
+        }
+        if (kind == 1 && q == 0 && stp[q] != 0.f) FAIL("%s i8: a tiny group was not staged as zero", name);
+      }
+      const MmqI8X xv = {hi.data(), lo.data(), stp.data(), sum.data(), s16.data()};
+      static const int8_t zeros[32] = {};
+      for (int64_t row0 = 0; row0 < n; row0 += kMmqRows) {
+        double y[kMmqRows] = {};
+        std::vector<uint8_t> tile((size_t)G::BYTES);
+        std::uniform_int_distribution<int> byte(0, 255);
+        for (int64_t ch = 0; ch < nchunks; ++ch) {
+          for (uint8_t& v : tile) v = (uint8_t)byte(g);
+          for (int w = 0; w < W; ++w)
+            for (int l = 0; l < 32; ++l) {
+              const int r = mmq_copy_row(w, W, l), part = l & 1;
+              if (r >= kMmqRows || row0 + r >= n) continue;
+              const uint8_t* src = nullptr;
+              int dst = 0;
+              const int bytes = mmq_copy<TY, G>(ew.v, row0, r, ch, part, src, dst);
+              if (bytes == 0) continue;
+              if (dst % 16 || dst + bytes > G::BYTES) {
+                FAIL("%s i8: bad bulk copy (chunk %lld row %d part %d: dst %d, %d bytes)", name, (long long)ch, r,
+                     part, dst, bytes);
+                return;
+              }
+              std::memcpy(tile.data() + dst, src, (size_t)bytes);
+            }
+          const int nbc = mmq_chunk_blocks<TY>(ew.v, ch);
+          const int64_t kb0 = ch * G::CB * Q::QK;
+          const int ngr = mmq_i8_groups<TY>(nbc);
+          if (nbc == G::CB && ngr * 4 * E != G::CB * Q::QK) FAIL("%s i8: groups do not tile a chunk", name);
+          for (int p = 0; p < ngr; ++p) {  // any warp's group: the lanes of one warp
+            static int c[32][4];
+            std::memset(c, 0, sizeof(c));
+            uint32_t af[E / 8][32][4], bf[E / 8][32][2];
+            int64_t addr[2][32];
+            for (int l = 0; l < 32; ++l) {
+              const int gg = l >> 2, tig = l & 3;
+              const int ce = mmq_i8_class<TY>(p, tig);
+              const bool valid = mmq_i8_valid<TY>(ce, nbc);
+              uint32_t fr[E / 8][4];
+              I::template a_frags<G>(tile.data(), gg, ce, fr);
+              const int8_t* xb = mmq_i8_b(xv, zeros, kb0, ce, valid, gg, tig);
+              for (int i = 0; i < E / 8; ++i) {
+                for (int q = 0; q < 4; ++q) af[i][l][q] = fr[i][q];
+                std::memcpy(bf[i][l], xb + 8 * i, 8);
+              }
+              // first 16-byte load of row g's codes (Q8_0 / Q4_K: its class bytes; Q6_K: its ql bytes)
+              const int64_t base = (int64_t)gg * G::PS;
+              if (TY == GGMLType::Q6_K) {
+                const int e = ce & 127;
+                addr[0][l] = base + (ce >> 8) * Q::PB + 64 * ((ce & 255) >> 7) + (e & 63);
+                addr[1][l] = base + (ce >> 8) * Q::PB + 128 + 32 * ((ce & 255) >> 7) + (e & 31);
+              } else if (TY == GGMLType::Q4_K) {
+                addr[0][l] = base + (ce >> 8) * 128 + 32 * (((ce >> 5) & 7) >> 1);
+                addr[1][l] = addr[0][l] + 16;
+              } else {
+                addr[0][l] = base + ce;
+                addr[1][l] = base + ce + 16;
+              }
+            }
+            if (!quarter_conflict_free(addr[0]) || !quarter_conflict_free(addr[1]))
+              FAIL("%s i8: shared loads of the A fragments conflict (row stride %d)", name, G::PS);
+            for (int i = 0; i < E / 8; ++i) emu_imma(c, af[i], bf[i], I::UA);
+            for (int l = 0; l < 32; ++l) {
+              const int gg = l >> 2, tig = l & 3;
+              const int ce = mmq_i8_class<TY>(p, tig);
+              if (!mmq_i8_valid<TY>(ce, nbc)) continue;
+              float yl[2] = {0.f, 0.f};
+              const int ci[2] = {256 * c[l][0] + c[l][1], 256 * c[l][2] + c[l][3]};
+              I::template fold<G>(yl, ci, tile.data(), xv, kb0 + ce, ce, gg);
+              y[gg] += yl[0];
+              y[gg + 8] += yl[1];
+            }
+          }
+        }
+        for (int r = 0; r < kMmqRows && row0 + r < n; ++r) {
+          double want = 0, wantq = 0, mag = 0;
+          for (int64_t i = 0; i < k; ++i) {
+            const double w = ew.ref[(row0 + r) * k + i];
+            want += (double)x[i] * w;
+            wantq += xq[i] * w;
+            mag += std::fabs(xq[i] * w);
+          }
+          double qb = 0;  // the quantization bound: sum of step / 2 * |w|
+          for (int64_t i = 0; i < k; ++i) qb += 0.505 * stp[i / 32] * std::fabs(ew.ref[(row0 + r) * k + i]);
+          if (kind == 1) qb += 1e-27 * k;
+          // against the staged x: float32 rounding of the folds only
+          if (!(std::fabs(y[r] - wantq) <= 1e-5 * mag + 1e-30)) {
+            FAIL("%s i8 n=%lld k=%lld kind %d row %lld: got %g, want %g with the staged x (mag %g)", name,
+                 (long long)n, (long long)k, kind, (long long)(row0 + r), y[r], wantq, mag);
+            return;
+          }
+          if (!(std::fabs(y[r] - want) <= qb + 1e-5 * mag + 1e-30)) {
+            FAIL("%s i8 n=%lld k=%lld kind %d row %lld: got %g, want %g (bound %g)", name, (long long)n,
+                 (long long)k, kind, (long long)(row0 + r), y[r], want, qb);
+            return;
+          }
+        }
+      }
+    }
+  }
+  std::printf("ok %s mma i8\n", name);
+}
+
 // The int8-activation split-K kernel (mmvk_kernel<..., I8 = true>): against a float64 dot with the exact x,
 // within the quantization bound sum over runs of (max|x_run| / 254) * sum |w_run| (+ float32 rounding);
 // and against the CPU twin's fake-quantized x (quantize_x_int8_runs), which it must match to float32
@@ -729,6 +945,9 @@ int main() {
   check_mma<GGMLType::Q4_K>(g);
   check_mma<GGMLType::Q5_K>(g);
   check_mma<GGMLType::Q6_K>(g);
+  check_mma_i8<GGMLType::Q8_0>(g);
+  check_mma_i8<GGMLType::Q4_K>(g);
+  check_mma_i8<GGMLType::Q6_K>(g);
   if (g_fail) {
     std::printf("%d failures\n", g_fail);
     return 1;

@@ -203,6 +203,22 @@ __device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], 
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
+// mma.m16n8k32 on 8-bit A (UA: unsigned, else signed) and signed B with int32 accumulation (the integer
+// path); c: in and out.
+template <bool UA>
+__device__ __forceinline__ void mma16832_i8(int (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+  if constexpr (UA)
+    asm("mma.sync.aligned.m16n8k32.row.col.s32.u8.s8.s32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};"
+        : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+  else
+    asm("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};"
+        : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
 // mbarrier and bulk-copy primitives (sm_90; the kernel is only launched on compute capability >= 9).
 __device__ __forceinline__ uint32_t smem_addr(const void* p) { return (uint32_t)__cvta_generic_to_shared(p); }
 __device__ __forceinline__ void mbar_init(uint64_t* bar, uint32_t count) {
@@ -246,7 +262,7 @@ __device__ __forceinline__ void bulk_copy(void* dst, const void* src, uint32_t b
 
 // Warp `warp` of W (all lanes): starts its copies of chunk c into `tile` (see mmq_warp_chunk_bytes) and
 // arrives on `bar` (initialized for W arrivals) announcing their bytes.
-template <GGMLType TY>
+template <GGMLType TY, class G = MmqTile<TY>>
 __device__ __forceinline__ void mmq_issue(const QView& w, int64_t row0, int64_t c, uint8_t* tile, uint64_t* bar,
                                           int warp, int W, int lane) {
   if (lane == 0) mbar_arrive_expect_tx(bar, (uint32_t)mmq_warp_chunk_bytes<TY>(w, row0, c, warp, W));
@@ -255,7 +271,7 @@ __device__ __forceinline__ void mmq_issue(const QView& w, int64_t row0, int64_t 
   if (r < kMmqRows && row0 + r < w.n) {
     const uint8_t* src;
     int dst;
-    const int bytes = mmq_copy<TY>(w, row0, r, c, lane & 1, src, dst);
+    const int bytes = mmq_copy<TY, G>(w, row0, r, c, lane & 1, src, dst);
     if (bytes > 0) bulk_copy(tile + dst, src, (uint32_t)bytes, bar);
   }
 }
@@ -277,11 +293,11 @@ __device__ __forceinline__ void mmq_lane_a(const typename QT<TY>::Regs (&regs)[2
 // The lane's unit in warp step sl of a chunk of nbc blocks (block bl, sub-unit sub) and its registers for
 // rows g and g + 8 of the tile. CHECK (the row's last chunk, maybe partial): false for a unit past the
 // chunk's blocks, whose registers are then not loaded.
-template <GGMLType TY, bool CHECK>
+template <GGMLType TY, bool CHECK, class G = MmqTile<TY>>
 __device__ __forceinline__ bool mmq_lane_load(typename QT<TY>::Regs (&regs)[2], const uint8_t* tile, int sl, int nbc,
                                               int g, int tig, int& bl, int& sub) {
   const bool valid = mmq_lane_unit<TY>(sl, tig, nbc, bl, sub) || !CHECK;
-  if (valid) mmq_tile_load<TY>(regs, tile, g, bl, sub);
+  if (valid) mmq_tile_load<TY, G>(regs, tile, g, bl, sub);
   return valid;
 }
 
@@ -289,13 +305,13 @@ __device__ __forceinline__ bool mmq_lane_load(typename QT<TY>::Regs (&regs)[2], 
 // CHECK: the chunk is the row's last and may be partial (units past its nbc blocks contribute zero, and
 // read no x). xg: row min(g, T - 1) of the staged x: for g >= T the B fragment feeds only output columns
 // that are never stored (column g of the mma's C), so any finite or not data there is harmless.
-template <GGMLType TY, bool CHECK>
+template <GGMLType TY, bool CHECK, class G = MmqTile<TY>>
 __device__ __forceinline__ void mmq_step(float (&acc)[2][4], const uint8_t* tile, const uint16_t* xg, int kb0,
                                          int nbc, int sl, int g, int tig) {
   using Q = QT<TY>;
   int bl, sub;
   typename Q::Regs regs[2];
-  const bool valid = mmq_lane_load<TY, CHECK>(regs, tile, sl, nbc, g, tig, bl, sub);
+  const bool valid = mmq_lane_load<TY, CHECK, G>(regs, tile, sl, nbc, g, tig, bl, sub);
 #pragma unroll
   for (int j = 0; j < Q::RUNS; ++j) {
     uint32_t af[4][4];
@@ -347,6 +363,37 @@ __device__ __forceinline__ void mmq_group_fold(float (&yacc)[2], const uint8_t* 
 #pragma unroll
   for (int c = 0; c < 4; ++c) cs[c] = cacc[0][c] + cacc[1][c];
   mmq_fold<TY>(yacc, cs, tile, xsc, p, nbc, g, tig);
+}
+
+// One group (p: its index within the chunk) of the integer path (T = 1, see matmul_mma.cuh): E / 8 mmas of
+// int8 codes times the int8 parts of x into fresh int32 class sums, then the lane folds class tig's sums for
+// rows g and g + 8 into yacc. CHECK: partial chunk (classes past nbc blocks: B = zeros, not folded; their A
+// bytes, whatever the tile holds there, meet only zeros).
+template <GGMLType TY, bool CHECK, class G>
+__device__ __forceinline__ void mmq_i8_group(float (&yacc)[2], const uint8_t* tile, const MmqI8X& xv,
+                                             const int8_t* zeros, int64_t kb0, int nbc, int p, int g, int tig) {
+  using I = MmqI8<TY>;
+  constexpr int E = I::E, NM = E / 8;
+  const int ce = mmq_i8_class<TY>(p, tig);
+  const bool valid = !CHECK || mmq_i8_valid<TY>(ce, nbc);
+  uint32_t a[NM][4];
+  I::template a_frags<G>(tile, g, ce, a);
+  const int8_t* xb = mmq_i8_b(xv, zeros, kb0, ce, valid, g, tig);
+  uint32_t b[E / 4];
+#pragma unroll
+  for (int v = 0; v < E / 16; ++v) {
+    const uint4 u = *reinterpret_cast<const uint4*>(xb + 16 * v);
+    b[4 * v] = u.x; b[4 * v + 1] = u.y; b[4 * v + 2] = u.z; b[4 * v + 3] = u.w;
+  }
+  int c[4] = {0, 0, 0, 0};
+#pragma unroll
+  for (int i = 0; i < NM; ++i) {
+    const uint32_t bf[2] = {b[2 * i], b[2 * i + 1]};
+    mma16832_i8<I::UA>(c, a[i], bf);
+  }
+  if (!valid) return;
+  const int ci[2] = {256 * c[0] + c[1], 256 * c[2] + c[3]};
+  I::template fold<G>(yacc, ci, tile, xv, kb0 + ce, ce, g);
 }
 
 // Cluster primitives (sm_90, cooperative_groups). mmq_store_all stores v at p (this block's shared memory)
@@ -411,10 +458,52 @@ __device__ __forceinline__ float mmq_stage_x_row(const MmvArgs& a, uint16_t* xro
   return m;
 }
 
+// The block stages its share of x (T = 1; 32-groups [q0, q1)) for the integer path (matmul_mma.cuh) into
+// every block of its cluster: one thread per group (its 8 loads in flight, no shuffles). Returns this
+// thread's largest |x| (NaN if it saw one).
+__device__ __forceinline__ float mmq_stage_x_i8(const MmvArgs& a, int8_t* hi, int8_t* lo, float* stp, float* sum,
+                                                int* s16, int64_t q0, int64_t q1, int CL) {
+  float m = 0.f;
+  for (int64_t q = q0 + threadIdx.x; q < q1; q += blockDim.x) {
+    float v[32];
+#pragma unroll
+    for (int u = 0; u < 8; ++u) load_x4(a, 32 * q + 4 * u, &v[4 * u]);
+    float am = 0.f;
+#pragma unroll
+    for (int e = 0; e < 32; ++e) am = fmax_nan(am, fabsf(v[e]));
+    m = fmax_nan(m, am);
+    uint32_t h[8], l[8];
+    int vs[2];
+    mmq_i8_quant32(v, mmq_i8_inv(am), h, l, vs);
+#pragma unroll
+    for (int w = 0; w < 2; ++w) {
+      mmq_store_all(reinterpret_cast<uint4*>(hi + 32 * q) + w, make_uint4(h[4 * w], h[4 * w + 1], h[4 * w + 2], h[4 * w + 3]), CL);
+      mmq_store_all(reinterpret_cast<uint4*>(lo + 32 * q) + w, make_uint4(l[4 * w], l[4 * w + 1], l[4 * w + 2], l[4 * w + 3]), CL);
+    }
+    const float st = mmq_i8_step(am);
+    mmq_store_all(stp + q, st, CL);
+    mmq_store_all(sum + q, st * (float)(vs[0] + vs[1]), CL);
+    mmq_store_all(reinterpret_cast<int2*>(s16) + q, make_int2(vs[0], vs[1]), CL);
+  }
+  return m;
+}
+
+// Diagnostic build only (-DINFERLAB_MMQ_TRACE): thread 0 of blocks 0 and gridDim.x / 2 prints the SM cycle
+// counts at which mmq_kernel reaches its phases (start, copies issued, PDL wait over, x staged, each of the
+// first chunks' tile ready and its refill issued, end).
+#ifdef INFERLAB_MMQ_TRACE
+#define MMQ_TRACE(i) \
+  do { if (threadIdx.x == 0 && (i) < 48) trace_[(i)] = clock64(); } while (0)
+#else
+#define MMQ_TRACE(i) do { } while (0)
+#endif
+
 // Grid: ceil(n / kMmqRows) blocks of 32 * W threads (W <= kMmqMaxWarps); dynamic shared memory
-// mmq_smem_bytes<TY>(t, k, stages): x as fp16, then the ring of `a.stages` tiles, then one mbarrier per
-// tile. a.t <= kMmqMaxT. Compute capability >= 9 only (bulk copies).
-template <GGMLType TY>
+// mmq_smem_bytes<TY, I8>(t, k, stages): x (mmq_x_region), then the ring of `a.stages` tiles, then one
+// mbarrier per tile. a.t <= kMmqMaxT. Compute capability >= 9 only (bulk copies).
+// I8: the integer path's kernel (MmqI8<TY>::OK, a.t == 1): x staged as int8 parts; when x holds inf or
+// NaN it is staged again as fp16 and the per-run fp16 path runs instead (the integer path cannot carry them).
+template <GGMLType TY, bool I8>
 // (Launch bounds: at least 2 blocks per SM, i.e. at most 128 registers. Without the minimum, ptxas gave
 // the Q4_K kernel 80 registers and 44 bytes of spills, 4 to 5 points of the copy ceiling slower. Three
 // blocks per SM (at most 80 registers: no spills except for Q4_K / Q5_K, and a ring of at most 70 KB less
@@ -423,15 +512,19 @@ template <GGMLType TY>
 __global__ void __launch_bounds__(kMmqMaxWarps * 32, 2) mmq_kernel(const MmvArgs a) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   using Q = QT<TY>;
-  using G = MmqTile<TY>;
+  using G = MmqTile<TY, I8>;
   extern __shared__ float4 mmq_smem[];
   __shared__ float red[kMmqMaxWarps][32][4];
   __shared__ float amax_s[kMmqMaxWarps][kMmqMaxT];
   __shared__ float xscale[kMmqMaxT];
   __shared__ float amax_cl[kMmqMaxCluster][kMmqMaxT];  // row maxima of x over each cluster block's share
-  __shared__ int fold_s;                      // folded path (T = 1, finite x)
-  __shared__ __align__(16) uint16_t zeros[16];  // B of lanes that feed no class (folded path)
+  __shared__ int mode_s;                      // 0: per run; 1: folded scales; 2: integer (T = 1, finite x)
+  __shared__ __align__(16) uint16_t zeros[16];  // B of lanes that feed no class (folded and integer paths)
 
+#ifdef INFERLAB_MMQ_TRACE
+  long long trace_[48] = {};
+#endif
+  MMQ_TRACE(0);
   const int T = a.t, S = a.stages;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int W = blockDim.x >> 5;
@@ -440,10 +533,16 @@ __global__ void __launch_bounds__(kMmqMaxWarps * 32, 2) mmq_kernel(const MmvArgs
   const int64_t row0 = (int64_t)blockIdx.x * kMmqRows;
   const int64_t nchunks = mmq_chunks<TY>(a.w);
   using F = MmqFold<TY>;
+  uint8_t* xbase = reinterpret_cast<uint8_t*>(mmq_smem);
   uint16_t* xs = reinterpret_cast<uint16_t*>(mmq_smem);
-  float* xsum = F::OK && T == 1 ? reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(mmq_smem) + mmq_xsum_off(T, K))
-                                : nullptr;
-  uint8_t* ring = reinterpret_cast<uint8_t*>(mmq_smem) + mmq_x_bytes(T, K);
+  float* xsum = !I8 && F::OK && T == 1 ? reinterpret_cast<float*>(xbase + mmq_xsum_off(T, K)) : nullptr;
+  // integer path's staged x (I8 only; the same bytes as xs)
+  int8_t* xhi = reinterpret_cast<int8_t*>(xbase);
+  int8_t* xlo = reinterpret_cast<int8_t*>(xbase + mmq_i8_lo_off(K));
+  float* xstep = reinterpret_cast<float*>(xbase + mmq_i8_step_off(K));
+  float* xisum = reinterpret_cast<float*>(xbase + mmq_i8_sum_off(K));
+  int* xs16 = reinterpret_cast<int*>(xbase + mmq_i8_s16_off(K));
+  uint8_t* ring = xbase + mmq_x_region(I8, T, K);
   uint64_t* bars = reinterpret_cast<uint64_t*>(ring + (size_t)S * G::BYTES);
 
   // Weights first (they do not depend on earlier kernels): fill the ring.
@@ -454,18 +553,22 @@ __global__ void __launch_bounds__(kMmqMaxWarps * 32, 2) mmq_kernel(const MmvArgs
   if (threadIdx.x < 16) zeros[threadIdx.x] = 0;
   __syncthreads();
   for (int i = 0; i < S && i < nchunks; ++i)
-    mmq_issue<TY>(a.w, row0, i, ring + (size_t)i * G::BYTES, bars + i, warp, W, lane);
+    mmq_issue<TY, G>(a.w, row0, i, ring + (size_t)i * G::BYTES, bars + i, warp, W, lane);
+  MMQ_TRACE(1);
   pdl_trigger();
   pdl_wait();
+  MMQ_TRACE(2);
 
   // Stage x as fp16 in one pass, measuring each row's largest magnitude on the way; a row that reaches 2^15
   // (rare) is staged again, scaled by a power of two. In a cluster of CL blocks (consecutive row blocks),
   // each block stages 1 / CL of x into the shared memory of all of them, and the row maxima are combined
   // over the cluster: x is read from memory (L2) once per cluster instead of once per block.
+  // The integer path's kernel stages int8 parts instead (one row; each block's share is whole 32-groups).
   const int CL = a.cluster, rank = CL > 1 ? mmq_cluster_rank() : 0;
   const int64_t share = K / 4 / CL, i0 = rank * share, i1 = i0 + share;  // items of 4 elements
   for (int t = 0; t < T; ++t) {
-    float m = mmq_stage_x_row(a, xs + t * ldx, xsum, t, 1.f, i0, i1, CL);
+    float m = I8 ? mmq_stage_x_i8(a, xhi, xlo, xstep, xisum, xs16, i0 / 8, i1 / 8, CL)
+                 : mmq_stage_x_row(a, xs + t * ldx, xsum, t, 1.f, i0, i1, CL);
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) m = fmax_nan(m, __shfl_xor_sync(0xffffffffu, m, o));
     if (lane == 0) amax_s[warp][t] = m;
@@ -480,30 +583,54 @@ __global__ void __launch_bounds__(kMmqMaxWarps * 32, 2) mmq_kernel(const MmvArgs
   if (threadIdx.x < T) {
     float m = 0.f;
     for (int r = 0; r < CL; ++r) m = fmax_nan(m, amax_cl[r][threadIdx.x]);
-    xscale[threadIdx.x] = mmq_x_scale(m);
-    if (threadIdx.x == 0) fold_s = a.fold && xsum != nullptr && m <= 3.0e38f;  // T = 1 and x finite
+    const bool finite = m <= 3.0e38f;
+    xscale[threadIdx.x] = I8 ? 1.f : mmq_x_scale(m);  // the integer path scales each 32-group itself
+    if (threadIdx.x == 0) mode_s = I8 ? (finite ? 2 : 0) : a.fold && xsum != nullptr && finite ? 1 : 0;
   }
   __syncthreads();
+  MMQ_TRACE(3);
+  const int mode = mode_s;  // uniform over the cluster
   bool restaged = false;
   for (int t = 0; t < T; ++t) {
     const float sc = xscale[t];  // uniform over the cluster
-    if (sc == 1.f) continue;
+    if (sc == 1.f && !(I8 && mode == 0)) continue;
     restaged = true;
     mmq_stage_x_row(a, xs + t * ldx, xsum, t, sc, i0, i1, CL);
   }
   if (restaged) mmq_cluster_sync(CL);
 
   float acc[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
-  float yacc[2] = {0.f, 0.f};  // folded path: rows g, g + 8 (this lane's classes)
-  const bool fold = fold_s != 0;
+  float yacc[2] = {0.f, 0.f};  // folded and integer paths: rows g, g + 8 (this lane's classes)
+  const bool fold = mode != 0;
+  const MmqI8X xv = {xhi, xlo, xstep, xisum, xs16};
   const uint16_t* xg = xs + (g < T ? g : T - 1) * ldx;
   for (int64_t c = 0; c < nchunks; ++c) {
     const int slot = (int)(c % S);
     uint8_t* tile = ring + (size_t)slot * G::BYTES;
     const int nbc = mmq_chunk_blocks<TY>(a.w, c), kb0 = (int)(c * G::CB * Q::QK);
     mbar_wait(bars + slot, (uint32_t)((c / S) & 1));
+    MMQ_TRACE(4 + 2 * c);
     bool folded = false;
-    if constexpr (F::OK) {
+    if constexpr (I8) {
+      if (mode == 2) {
+        constexpr int GPC = G::CB * Q::QK / (4 * MmqI8<TY>::E);  // groups of a full chunk
+        const int8_t* z = reinterpret_cast<const int8_t*>(zeros);
+        if (nbc == G::CB && W == kMmqMaxWarps) {  // the default: a warp's groups known at compile time
+          static_assert(GPC % kMmqMaxWarps == 0, "a full chunk is whole rounds of groups");
+#pragma unroll
+          for (int j = 0; j < GPC / kMmqMaxWarps; ++j)
+            mmq_i8_group<TY, false, G>(yacc, tile, xv, z, kb0, nbc, warp + kMmqMaxWarps * j, g, tig);
+        } else if (nbc == G::CB) {
+#pragma unroll 2
+          for (int p = warp; p < GPC; p += W) mmq_i8_group<TY, false, G>(yacc, tile, xv, z, kb0, nbc, p, g, tig);
+        } else {
+          const int ngr = mmq_i8_groups<TY>(nbc);
+          for (int p = warp; p < ngr; p += W) mmq_i8_group<TY, true, G>(yacc, tile, xv, z, kb0, nbc, p, g, tig);
+        }
+        folded = true;
+      }
+    }
+    if constexpr (F::OK && !I8) {
       if (fold) {
         constexpr int FS = F::FSTEPS;
         const float* xsc = xsum + kb0 / 16;
@@ -521,16 +648,18 @@ __global__ void __launch_bounds__(kMmqMaxWarps * 32, 2) mmq_kernel(const MmvArgs
     if (!folded) {
       if (nbc == G::CB) {
 #pragma unroll 2
-        for (int sl = warp; sl < G::STEPS; sl += W) mmq_step<TY, false>(acc, tile, xg, kb0, nbc, sl, g, tig);
+        for (int sl = warp; sl < G::STEPS; sl += W) mmq_step<TY, false, G>(acc, tile, xg, kb0, nbc, sl, g, tig);
       } else {
         const int nst = mmq_chunk_steps<TY>(nbc);
-        for (int sl = warp; sl < nst; sl += W) mmq_step<TY, true>(acc, tile, xg, kb0, nbc, sl, g, tig);
+        for (int sl = warp; sl < nst; sl += W) mmq_step<TY, true, G>(acc, tile, xg, kb0, nbc, sl, g, tig);
       }
     }
     // Every warp is done with this tile: refill it with the chunk S further on.
     __syncthreads();
-    if (c + S < nchunks) mmq_issue<TY>(a.w, row0, c + S, tile, bars + slot, warp, W, lane);
+    if (c + S < nchunks) mmq_issue<TY, G>(a.w, row0, c + S, tile, bars + slot, warp, W, lane);
+    MMQ_TRACE(5 + 2 * c);
   }
+  MMQ_TRACE(47);
 
   if (fold) {  // the quad's classes: row totals, as C elements 0 (row g) and 2 (row g + 8) of column 0
 #pragma unroll
@@ -560,6 +689,15 @@ __global__ void __launch_bounds__(kMmqMaxWarps * 32, 2) mmq_kernel(const MmvArgs
         static_cast<float*>(a.y)[(int64_t)t * N + row] = v;
     }
   }
+#ifdef INFERLAB_MMQ_TRACE
+  if (threadIdx.x == 0 && (blockIdx.x == 0 || blockIdx.x == gridDim.x / 2)) {
+    printf("TRACE blk %d nchunks %d S %d: issued %lld pdl %lld staged %lld end %lld\n", (int)blockIdx.x, (int)nchunks, S,
+           trace_[1] - trace_[0], trace_[2] - trace_[0], trace_[3] - trace_[0], trace_[47] - trace_[0]);
+    for (int c = 0; c < nchunks && c < 21; ++c)
+      printf("TRACE blk %d chunk %d ready %lld done %lld\n", (int)blockIdx.x, c, trace_[4 + 2 * c] - trace_[0],
+             trace_[5 + 2 * c] - trace_[0]);
+  }
+#endif
 #elif defined(__CUDA_ARCH__)
   __trap();  // never launched below compute capability 9 (see mmq_available)
 #endif
@@ -584,7 +722,16 @@ bool g_pdl = true;
 // Phi-3 o, the rest within 1.
 int g_mmq_ring = kMmqRingDefault;
 int g_mmq_warps = kMmqMaxWarps;
-// Folded scales at T = 1 (matmul_mma.cuh, MmqFold): -1 / 1 where the type has them (Q4_K, Q5_K), 0 off.
+// One row of x (T = 1): -1 per type (folded scales where the type has them: Q4_K, Q5_K; else per run), 0 the
+// per-run fp16 path, 1 folded scales (Q4_K, Q5_K), 2 the integer path (Q8_0, Q4_K, Q6_K; matmul_mma.cuh);
+// a choice the type lacks falls back to the per-run path.
+// The integer path is not the default: measured on an H200 (tune_decode.py --fold=-1,0,1 / --fold=2,
+// 2026-12-02, points of the copy ceiling, integer against the default), Llama-3 down Q4_K +0.1, Q8_0 -0.5,
+// Q6_K -6.4; Llama-3 o -2.5 / -4.2 / -6.3; Phi-3 o -1.3 / -3.5 / -5.2, although its inner loop takes 3x
+// (Q8_0) / 1.3x (Q4_K) fewer instructions per weight. A traced build (INFERLAB_MMQ_TRACE) shows why: a
+// chunk costs ~1,000 cycles of barrier and refill issue whatever the decoding, and the staging of x
+// (2-3 us at K = 14336, more for int8 parts) precedes the first tile: the chain of chunks, not the
+// decoding, sets the time (benchmarks/RESULTS.md).
 int g_mmq_fold = -1;
 // Blocks per cluster that share the staging of x (see mmq_kernel; 1: none; 0: auto, kMmqClusterMinK). Every
 // block needs all of x (K fp32 values): at K = 14336 the 256 blocks of a 4096-row weight read 14.7 MB of x
@@ -692,40 +839,53 @@ int64_t mmq_rows_per_launch(int64_t k) {
 }
 
 // Dynamic shared memory of the tensor-core kernel: staged x, the tile ring, one mbarrier per tile.
-template <GGMLType TY>
+template <GGMLType TY, bool I8>
 size_t mmq_smem_bytes(int t, int64_t k, int stages) {
-  return (size_t)mmq_x_bytes(t, k) + (size_t)stages * (MmqTile<TY>::BYTES + 8);
+  return (size_t)mmq_x_region(I8, t, k) + (size_t)stages * (MmqTile<TY, I8>::BYTES + 8);
 }
 // Dynamic shared memory per block that still fits two blocks on a multiprocessor (227 KB each on Hopper,
 // less the static 4.4 KB and the 1 KB the driver reserves per block).
 constexpr int kMmqBlockSmem = 106 * 1024;
 
-template <GGMLType TY>
-void launch_mmq(MmvArgs a, cudaStream_t stream) {
+// One launch of mmq_kernel<TY, I8> (c.t rows of x).
+template <GGMLType TY, bool I8>
+void launch_mmq_kernel(const MmvArgs& c, int64_t grid, int warps, int cl, cudaStream_t stream) {
   static const bool configured = [] {
-    IL_CUDA_CHECK(cudaFuncSetAttribute(mmq_kernel<TY>, cudaFuncAttributeMaxDynamicSharedMemorySize, kMmqSmemLimit));
+    IL_CUDA_CHECK(cudaFuncSetAttribute(mmq_kernel<TY, I8>, cudaFuncAttributeMaxDynamicSharedMemorySize, kMmqSmemLimit));
     return true;
   }();
   (void)configured;
+  const size_t smem = mmq_smem_bytes<TY, I8>(c.t, c.w.k, c.stages);
+  if (smem > (size_t)kMmqSmemLimit)
+    throw RuntimeError(str_cat("matmul: tensor-core decode kernel needs ", smem, " bytes of shared memory"));
+  launch_decode(mmq_kernel<TY, I8>, grid, warps * 32, smem, stream, c, cl);
+}
+
+template <GGMLType TY>
+void launch_mmq(MmvArgs a, cudaStream_t stream) {
   using G = MmqTile<TY>;
   const int64_t nsteps = (a.w.nb * QT<TY>::LPB + 3) / 4, nchunks = mmq_chunks<TY>(a.w);
   const int warps = (int)std::max<int64_t>(1, std::min<int64_t>(g_mmq_warps, nsteps));
   const int64_t grid = (a.w.n + kMmqRows - 1) / kMmqRows;
+  // The integer path (T = 1): when asked (tune_mma_decode(fold = 2)) and the type has it.
+  constexpr bool kI8 = MmqI8<TY>::OK;
+  const bool i8 = kI8 && a.t == 1 && g_mmq_fold == 2;
   // Tiles in flight: as many as the ring holds, at least two (one filling while one is used), at most
   // the row's chunks. Auto ring (tune_mma_decode(0)): what leaves room for two blocks per multiprocessor
   // next to the staged x (more bytes in flight per block, without halving the warps that decode them), at
-  // least kMmqRingDefault.
+  // least kMmqRingDefault. (The integer path's tiles differ from G only in row padding: never larger.)
   const int64_t tc = mmq_rows_per_launch(a.w.k);
   IL_CHECK_ARG(tc >= 1, "matmul: k=", a.w.k, " is too large for the tensor-core decode kernel");
-  const int64_t xb = mmq_x_bytes((int)std::min<int64_t>(a.t, tc), a.w.k);
+  const int64_t xb = mmq_x_region(i8, (int)std::min<int64_t>(a.t, tc), a.w.k);
   const int64_t ring = g_mmq_ring > 0 ? g_mmq_ring : std::max<int64_t>(kMmqRingDefault, kMmqBlockSmem - xb);
   a.stages = (int)std::max<int64_t>(std::min<int64_t>(2, nchunks), std::min<int64_t>(ring / G::BYTES, nchunks));
-  a.fold = MmqFold<TY>::OK && g_mmq_fold != 0;
-  // Cluster: as configured, halved until it divides the 16-element groups of x (each block's share is
-  // whole groups) and is at most the row blocks; the grid is padded to whole clusters (the extra blocks
-  // stage x and issue no copies).
+  a.fold = MmqFold<TY>::OK && (g_mmq_fold == 1 || g_mmq_fold == -1);
+  // Cluster: as configured, halved until it divides the 16-element groups of x (32-element groups for the
+  // integer path: each block's share is whole groups) and is at most the row blocks; the grid is padded to
+  // whole clusters (the extra blocks stage x and issue no copies).
+  const int64_t groups = a.w.k / (i8 ? 32 : 16);
   int cl = g_mmq_cluster > 0 ? g_mmq_cluster : a.w.k >= kMmqClusterMinK ? 2 : 1;
-  while (cl > 1 && ((a.w.k / 16) % cl != 0 || cl > grid)) cl /= 2;
+  while (cl > 1 && (groups % cl != 0 || cl > grid)) cl /= 2;
   a.cluster = cl;
   const int64_t grid_c = (grid + cl - 1) / cl * cl;
   const size_t xrow = (size_t)a.w.k * (a.x_kind == kXF32 ? 4 : 2), yrow = (size_t)a.w.n * (a.y_f16 ? 2 : 4);
@@ -735,10 +895,13 @@ void launch_mmq(MmvArgs a, cudaStream_t stream) {
     c.t = (int)std::min<int64_t>(tc, T - t0);
     c.x = static_cast<const char*>(a.x) + t0 * xrow;
     c.y = static_cast<char*>(a.y) + t0 * yrow;
-    const size_t smem = mmq_smem_bytes<TY>(c.t, a.w.k, c.stages);
-    if (smem > (size_t)kMmqSmemLimit)
-      throw RuntimeError(str_cat("matmul: tensor-core decode kernel needs ", smem, " bytes of shared memory"));
-    launch_decode(mmq_kernel<TY>, grid_c, warps * 32, smem, stream, c, cl);
+    if constexpr (kI8) {
+      if (i8) {
+        launch_mmq_kernel<TY, true>(c, grid_c, warps, cl, stream);
+        continue;
+      }
+    }
+    launch_mmq_kernel<TY, false>(c, grid_c, warps, cl, stream);
   }
 }
 
@@ -1146,7 +1309,7 @@ void tune_mma_decode(int ring_kib, int warps, int fold, int cluster) {
                "cluster must be 0 (auto), 1, 2, 4 or 8, got ", cluster);
   IL_CHECK_ARG(ring_kib >= 0 && ring_kib <= 96, "ring_kib must be in [0, 96] (0: auto), got ", ring_kib);
   IL_CHECK_ARG(warps >= 1 && warps <= kMmqMaxWarps, "warps must be in [1, ", kMmqMaxWarps, "], got ", warps);
-  IL_CHECK_ARG(fold >= -1 && fold <= 1, "fold must be -1 (per type), 0 or 1, got ", fold);
+  IL_CHECK_ARG(fold >= -1 && fold <= 2, "fold must be -1 (per type), 0, 1 or 2, got ", fold);
   g_mmq_ring = ring_kib * 1024;
   g_mmq_warps = warps;
   g_mmq_fold = fold;

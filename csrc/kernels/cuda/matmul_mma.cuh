@@ -37,6 +37,7 @@
 // elements of x and W in every lane with that tig, so the product sums exactly the right pairs. Lane
 // (g, tig) ends up holding y[2 tig + {0, 1}][row g, g + 8] (C fragment); the warps' sums meet in shared memory.
 #pragma once
+#include <cmath>
 #include <cstdint>
 
 #include "core/half.h"
@@ -169,18 +170,27 @@ IL_HD void mmq_a_run(const typename QT<TY>::Regs& r0, const typename QT<TY>::Reg
 // start 16-byte aligned in the split layout), as large as fits kMmqStageTarget. Row strides are padded so
 // that the two rows a quarter-warp reads (g, g + 1) start 64 bytes apart modulo 128 (16 for F16, whose
 // lanes read 32 bytes each): 16-byte loads of a quarter-warp then hit distinct banks.
+// Integer path (T = 1, see below): whether a type has it, and the padding of its tile rows (MmqTile).
+template <GGMLType TY>
+struct MmqI8 {
+  static constexpr bool OK = false;
+  static constexpr int E = 32, PAD = 64;
+};
+
 constexpr int mmq_gcd(int a, int b) { return b == 0 ? a : mmq_gcd(b, a % b); }
 constexpr int mmq_lcm(int a, int b) { return a / mmq_gcd(a, b) * b; }
 constexpr int mmq_round(int v, int m) { return (v + m - 1) / m * m; }
 
-template <GGMLType TY>
+// I8: the tile of the integer path's kernel, whose lanes read a row's bytes in another pattern (only its
+// row padding differs, MmqI8<TY>::PAD).
+template <GGMLType TY, bool I8 = false>
 struct MmqTile {
   using Q = QT<TY>;
   static constexpr int ALIGN = mmq_lcm(32 / Q::LPB, Q::SB > 0 ? 16 / mmq_gcd(Q::SB, 16) : 1);
   static constexpr int FIT = kMmqStageTarget / (kMmqRows * (Q::PB + Q::SB)) / ALIGN * ALIGN;
   static constexpr int CB = FIT > ALIGN ? FIT : ALIGN;             // ggml blocks per chunk
   static constexpr int STEPS = CB * Q::LPB / 4;                    // warp steps per chunk
-  static constexpr int PS = CB * Q::PB + (Q::IS_FLOAT ? 16 : 64);  // payload row stride (bytes)
+  static constexpr int PS = CB * Q::PB + (Q::IS_FLOAT ? 16 : I8 ? MmqI8<TY>::PAD : 64);  // payload row stride
   static constexpr int SS0 = mmq_round(CB * Q::SB, 16);
   static constexpr int SS = SS0 > 0 && SS0 % 128 == 0 ? SS0 + 64 : SS0;  // side row stride (bytes)
   static constexpr int SIDE = kMmqRows * PS;                       // offset of the sides
@@ -200,10 +210,9 @@ IL_HD int mmq_chunk_blocks(const QView& w, int64_t c) {
 // Bulk copy `part` (0: payloads, 1: sides) of tile row r (global row row0 + r < n) of chunk c: source,
 // offset in the tile and bytes (a multiple of 16; 0: nothing to copy). Sides are copied rounded up to 16
 // bytes, which stays inside the row's padded side stride (split_side_stride).
-template <GGMLType TY>
+template <GGMLType TY, class G = MmqTile<TY>>
 IL_HD int mmq_copy(const QView& w, int64_t row0, int r, int64_t c, int part, const uint8_t*& src, int& dst) {
   using Q = QT<TY>;
-  using G = MmqTile<TY>;
   const int cnt = mmq_chunk_blocks<TY>(w, c);
   const int64_t row = row0 + r;
   if (part == 0) {
@@ -244,10 +253,9 @@ IL_HD int mmq_warp_chunk_bytes(const QView& w, int64_t row0, int64_t c, int warp
 }
 
 // Lane loads of unit `sub` of block bl (within the chunk) for tile rows g and g + 8, from the tile.
-template <GGMLType TY>
+template <GGMLType TY, class G = MmqTile<TY>>
 IL_HD void mmq_tile_load(typename QT<TY>::Regs (&regs)[2], const uint8_t* tile, int g, int bl, int sub) {
   using Q = QT<TY>;
-  using G = MmqTile<TY>;
   Q::template load<true>(regs[0], tile + g * G::PS + bl * Q::PB, tile + G::SIDE + g * G::SS + bl * Q::SB, sub);
   Q::template load<true>(regs[1], tile + (g + 8) * G::PS + bl * Q::PB,
                          tile + G::SIDE + (g + 8) * G::SS + bl * Q::SB, sub);
@@ -399,6 +407,225 @@ IL_HD void mmq_fold(float (&yacc)[2], const float (&c)[4], const uint8_t* tile, 
     }
     yacc[r] += h2f(sd.x) * ys - h2f(sd.x >> 16) * ym;
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// One row of x (T = 1), integer path (Q8_0, Q4_K, Q6_K): mma.m16n8k32 on int8 codes and x as two int8 parts.
+//
+// x. Each 32-element group of x is quantized to 16-bit integers, v = rint(x / step) with step = max|x| /
+// 32512 over the group, and v = 256 hi + lo is split into two int8 parts (hi = (v + 128) >> 8 in
+// [-127, 127], lo in [-128, 127]). Each element moves by at most step / 2 (plus the float32 rounding of
+// x / step, under 1% of a step): about 2^-16 of the group's largest magnitude, where fp16 rounding moves
+// it by up to 2^-11 of itself; a group whose largest magnitude is below 2^-96 is taken as zero. Staged: hi[K], lo[K] (int8), step[K / 32] and, for the mins
+// of Q4_K, sum[K / 32] = step * (sum of the group's v) (float32).
+// W. A holds the raw codes as int8 (Q8_0: its int8 values; Q4_K: the 4-bit codes; Q6_K: 4 (q - 32), exact
+// in int8), no decoding beyond unpacking bits.
+// Classes. A group is 4 classes of E consecutive elements (one scale per row each: Q8_0 a block, Q4_K a
+// sub-block of 32, Q6_K a sub-block of 16) and takes E / 8 mmas. In mma i, lane (g, tig)'s A holds bytes
+// 8 i .. 8 i + 7 of class tig, rows g and g + 8 (a[0] / a[1]: bytes 8 i .. 8 i + 3 of rows g / g + 8 =
+// k 4 tig .. 4 tig + 3; a[2] / a[3]: bytes 8 i + 4 .. 8 i + 7 = k 16 + 4 tig ..), and its B the same 8
+// elements of x (part g % 2: column g is class g / 2, hi or lo) where tig == g / 2, zeros elsewhere. So
+//   C[row][2 c + h] = sum over class c of code * part h,
+// and lane (g, tig) ends the group holding class tig's two sums for rows g and g + 8. Their integer
+// combination 256 C0 + C1 (exact: |C| < 2^20) is the class's dot product with v; the lane folds it:
+//   y[row] += scale(row, class) * step * (256 C0 + C1)  (- the min's term, Q4_K),
+// in float32. Per 128 weights and row: 1 mma, ~1 shared load of codes and the fold, against 8 mmas and
+// ~16 decoding instructions per pair of fp16 weights on the fp16 path.
+// ---------------------------------------------------------------------------------------------
+constexpr float kI8Max = 32512.0f;  // largest |v| (127 * 256): hi = (v + 128) >> 8 stays in [-127, 127]
+constexpr float kI8Tiny = 0x1p-96f;  // groups with max |x| below: zero (step and 1 / step stay normal floats)
+
+// Staged x of the integer path (T = 1): offsets in bytes from the start of the x region: hi[K], lo[K]
+// (int8), step[K / 32], sum[K / 32] (float32: step * the group's sum of v) and s16[K / 16] (int32: the sum
+// of v over each 16 elements, for Q6_K's code offset).
+IL_HD int64_t mmq_i8_lo_off(int64_t k) { return k; }
+IL_HD int64_t mmq_i8_step_off(int64_t k) { return 2 * k; }
+IL_HD int64_t mmq_i8_sum_off(int64_t k) { return 2 * k + k / 8; }
+IL_HD int64_t mmq_i8_s16_off(int64_t k) { return 2 * k + k / 4; }
+IL_HD int64_t mmq_i8_x_bytes(int64_t k) { return (2 * k + k / 2 + 127) / 128 * 128; }
+// Bytes of the x region of a launch: the fp16 staging (T rows) or, for the integer path's kernel, the larger
+// of its int8 staging and the fp16 staging of one row (its fallback for non-finite x).
+IL_HD int64_t mmq_x_region(bool i8, int t, int64_t k) {
+  const int64_t f = mmq_x_bytes(t, k);
+  return i8 && mmq_i8_x_bytes(k) > f ? mmq_i8_x_bytes(k) : f;
+}
+
+// Quantization of a group with largest magnitude amax: 1 / step (0: the group is zero) and step.
+IL_HD float mmq_i8_inv(float amax) { return amax >= kI8Tiny && amax <= 3.0e38f ? kI8Max / amax : 0.f; }
+IL_HD float mmq_i8_step(float amax) { return amax >= kI8Tiny && amax <= 3.0e38f ? amax / kI8Max : 0.f; }
+// A 32-group x[0..31] (1 / step = inv) as its int8 parts, packed 4 per word (hi[w], lo[w]: elements
+// 4 w .. 4 w + 3), and the sum of its v. v = rint(x inv) comes from one fma with 1.5 * 2^23, which leaves
+// 2^22 + v in the low 23 bits of the float (|x inv| <= 32512 (1 + 2^-23)^2 < 32512.5, so |v| <= 32512): lo is
+// byte 0 of those bits (v mod 256), hi byte 1 of the bits plus 128 ((v + 128) >> 8), and the bits summed
+// modulo 2^32 less 16 (1.5 * 2^23 as bits) give the sum of 16 v exactly (|sum| < 2^20).
+// s16[h]: the sum of the v of elements 16 h .. 16 h + 15.
+IL_HD void mmq_i8_quant32(const float (&x)[32], float inv, uint32_t (&hi)[8], uint32_t (&lo)[8], int (&s16)[2]) {
+  constexpr float kMagic15 = 12582912.0f;  // 1.5 * 2^23, bits 0x4B400000
+  uint32_t s = 0;
+#pragma unroll
+  for (int w = 0; w < 8; ++w) {
+    if (w == 4) {
+      s16[0] = (int)(s - 16u * 0x4B400000u);
+      s = 0;
+    }
+    uint32_t u[4], t[4];
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+#ifdef __CUDA_ARCH__
+      u[e] = f2u(__fmaf_rn(x[4 * w + e], inv, kMagic15));
+#else
+      u[e] = f2u(std::fma(x[4 * w + e], inv, kMagic15));
+#endif
+      t[e] = u[e] + 128u;
+      s += u[e];
+    }
+    lo[w] = byte_perm(byte_perm(u[0], u[1], 0x0040u), byte_perm(u[2], u[3], 0x0040u), 0x5410u);
+    hi[w] = byte_perm(byte_perm(t[0], t[1], 0x0051u), byte_perm(t[2], t[3], 0x0051u), 0x5410u);
+  }
+  s16[1] = (int)(s - 16u * 0x4B400000u);
+}
+
+// The lane's view of the staged x (shared memory).
+struct MmqI8X {
+  const int8_t* hi;
+  const int8_t* lo;
+  const float* step;
+  const float* sum;
+  const int* s16;
+};
+
+// Rotation left by n & 31 (one funnel shift on the device).
+IL_HD uint32_t rotl32(uint32_t x, int n) {
+#ifdef __CUDA_ARCH__
+  return __funnelshift_l(x, x, (unsigned)n);
+#else
+  n &= 31;
+  return n ? (x << n) | (x >> (32 - n)) : x;
+#endif
+}
+
+// Per type: E, PAD, UA (A unsigned: mma .u8.s8), a_frags<G>(tile, g, ce, a) (the A fragments of the class at
+// element ce of the chunk, E / 8 mmas, rows g and g + 8) and fold<G>(yacc, ci, tile, x, qe, ce, g) (ci: the
+// class's integer dot products 256 C0 + C1 for rows g and g + 8; qe: its first element in x).
+
+// Q8_0: a class is a block (E = 32); its bytes are the int8 values. Rows padded to 16 bytes modulo 32: the
+// quarter-warp's lanes read 32 bytes of 4 consecutive blocks in rows g and g + 1, which then fall into 8
+// distinct 16-byte bank groups.
+template <>
+struct MmqI8<GGMLType::Q8_0> {
+  static constexpr bool OK = true, UA = false;
+  static constexpr int E = 32, PAD = 16;
+  template <class G>
+  static IL_HD void a_frags(const uint8_t* tile, int g, int ce, uint32_t (&a)[E / 8][4]) {
+    const uint8_t* r0 = tile + g * G::PS + ce;  // block ce / 32, 32 bytes per block
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const uint4 u = ld_ro16<true>(r0 + 16 * h), v = ld_ro16<true>(r0 + 8 * G::PS + 16 * h);
+      a[2 * h][0] = u.x; a[2 * h][1] = v.x; a[2 * h][2] = u.y; a[2 * h][3] = v.y;
+      a[2 * h + 1][0] = u.z; a[2 * h + 1][1] = v.z; a[2 * h + 1][2] = u.w; a[2 * h + 1][3] = v.w;
+    }
+  }
+  // y[row] += d step ci.
+  template <class G>
+  static IL_HD void fold(float (&yacc)[2], const int (&ci)[2], const uint8_t* tile, const MmqI8X& x, int64_t qe,
+                         int ce, int g) {
+    const float st = x.step[qe >> 5];
+#pragma unroll
+    for (int r = 0; r < 2; ++r)
+      yacc[r] += h2f(ld_ro2<true>(tile + G::SIDE + (g + 8 * r) * G::SS + (ce >> 5) * 2)) * (st * (float)ci[r]);
+  }
+};
+
+// Q4_K: a class is a sub-block of 32 (2 per 32 bytes of qs: low and high nibbles); value d sc q - dmin mn.
+// A is the byte masked to the class's nibble, in place: q, or 16 q for the high nibble (unsigned, < 256),
+// which the fold scales back.
+template <>
+struct MmqI8<GGMLType::Q4_K> {
+  static constexpr bool OK = true, UA = true;
+  static constexpr int E = 32, PAD = 64;
+  template <class G>
+  static IL_HD void a_frags(const uint8_t* tile, int g, int ce, uint32_t (&a)[E / 8][4]) {
+    const int sb = (ce >> 5) & 7;
+    const uint32_t m = 0x0F0F0F0Fu << (4 * (sb & 1));
+    const uint8_t* r0 = tile + g * G::PS + (ce >> 8) * 128 + 32 * (sb >> 1);
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const uint4 u = ld_ro16<true>(r0 + 16 * h), v = ld_ro16<true>(r0 + 8 * G::PS + 16 * h);
+      a[2 * h][0] = u.x & m; a[2 * h][1] = v.x & m; a[2 * h][2] = u.y & m; a[2 * h][3] = v.y & m;
+      a[2 * h + 1][0] = u.z & m; a[2 * h + 1][1] = v.z & m; a[2 * h + 1][2] = u.w & m; a[2 * h + 1][3] = v.w & m;
+    }
+  }
+  // y[row] += d sc step ci / 16^(sb odd) - dmin mn X (X: the class's x sum, step * sum of v).
+  template <class G>
+  static IL_HD void fold(float (&yacc)[2], const int (&ci)[2], const uint8_t* tile, const MmqI8X& x, int64_t qe,
+                         int ce, int g) {
+    const int sb = (ce >> 5) & 7;
+    const float st = x.step[qe >> 5] * ((sb & 1) ? 0.0625f : 1.f), xs = x.sum[qe >> 5];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const uint4 sd = ld_ro16<true>(tile + G::SIDE + (g + 8 * r) * G::SS + (ce >> 8) * 16);  // d, dmin, scales
+      float sc, mn;
+      scale_min_k4(sd.y, sd.z, sd.w, sb, sc, mn);
+      yacc[r] += h2f(sd.x) * (sc * (st * (float)ci[r])) - h2f(sd.x >> 16) * (mn * xs);
+    }
+  }
+};
+
+// Q6_K: a class is a sub-block of 16 with its int8 scale. A = 4 q (unsigned, < 256): the ql nibble rotated
+// to bits 2..5 and the qh pair to bits 6..7 of each byte (two funnel shifts and two logic ops per 4 codes);
+// the fold takes off the code offset: sum (4 q - 128) v = ci - 128 s16.
+template <>
+struct MmqI8<GGMLType::Q6_K> {
+  static constexpr bool OK = true, UA = true;
+  static constexpr int E = 16, PAD = 64;
+  template <class G>
+  static IL_HD void a_frags(const uint8_t* tile, int g, int ce, uint32_t (&a)[E / 8][4]) {
+    const int e0 = ce & 255, h = e0 >> 7, e = e0 & 127;
+    const int rl = 2 - 4 * (e >> 6), rh = 6 - 2 * (e >> 5);  // rotations: ql nibble -> bits 2..5, qh pair -> 6..7
+    const uint8_t* p0 = tile + g * G::PS + (ce >> 8) * QT<GGMLType::Q6_K>::PB;
+    uint32_t w[2][4];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const uint8_t* p = p0 + r * 8 * G::PS;
+      const uint4 ql = ld_ro16<true>(p + 64 * h + (e & 63)), qh = ld_ro16<true>(p + 128 + 32 * h + (e & 31));
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+        w[r][i] = (rotl32(word_of(ql, i), rl) & 0x3C3C3C3Cu) | (rotl32(word_of(qh, i), rh) & 0xC0C0C0C0u);
+    }
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      a[i][0] = w[0][2 * i]; a[i][1] = w[1][2 * i]; a[i][2] = w[0][2 * i + 1]; a[i][3] = w[1][2 * i + 1];
+    }
+  }
+  // y[row] += d sc / 4 step (ci - 128 s16).
+  template <class G>
+  static IL_HD void fold(float (&yacc)[2], const int (&ci)[2], const uint8_t* tile, const MmqI8X& x, int64_t qe,
+                         int ce, int g) {
+    const int bl = ce >> 8;
+    const float st = 0.25f * x.step[qe >> 5];
+    const int off = 128 * x.s16[qe >> 4];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const uint8_t* p = tile + (g + 8 * r) * G::PS + bl * QT<GGMLType::Q6_K>::PB;
+      const float sc = (float)(int8_t)p[192 + ((ce & 255) >> 4)];
+      const float d = h2f(ld_ro2<true>(tile + G::SIDE + (g + 8 * r) * G::SS + bl * 2));
+      yacc[r] += d * sc * (st * (float)(ci[r] - off));
+    }
+  }
+};
+
+// Groups of a chunk of nbc blocks, the first element (within the chunk) of lane tig's class in group p,
+// and whether that class lies inside the chunk's blocks.
+template <GGMLType TY>
+IL_HD int mmq_i8_groups(int nbc) { return (nbc * QT<TY>::QK + 4 * MmqI8<TY>::E - 1) / (4 * MmqI8<TY>::E); }
+template <GGMLType TY>
+IL_HD int mmq_i8_class(int p, int tig) { return (4 * p + tig) * MmqI8<TY>::E; }
+template <GGMLType TY>
+IL_HD bool mmq_i8_valid(int ce, int nbc) { return ce / QT<TY>::QK < nbc; }
+// Where lane (g, tig) reads its B bytes for the class at ce (of the chunk starting at element kb0): its x
+// part when it feeds the class (tig == g / 2, inside the chunk), else `zeros` (E zero bytes).
+IL_HD const int8_t* mmq_i8_b(const MmqI8X& x, const int8_t* zeros, int64_t kb0, int ce, bool valid, int g, int tig) {
+  return valid && tig == (g >> 1) ? ((g & 1) ? x.lo : x.hi) + kb0 + ce : zeros;
 }
 
 }  // namespace cuda

@@ -18,7 +18,16 @@ accumulate in float32. For one row of x (T = 1) and Q4_K / Q5_K weights with fin
 applied after the multiply instead: the mma sums the exact codes (as fp16 1024 + code) times fp16 x per
 sub-block in float32, and each sub-block's sum is scaled (and its min and code offset taken off with the
 float32 sum of its x) in float32, so the weights are not rounded to fp16 at all. That is the precision class of prefill below
-(a few fp16 units in the last place per product; the CPU and the reference stay float32). BF16 and F32 weights, and every weight on older GPUs,
+(a few fp16 units in the last place per product; the CPU and the reference stay float32). An integer path
+for one row of x and Q8_0 / Q4_K / Q6_K weights with finite x is available for measurements
+(``inferlab._core.matmul.tune_mma_decode(fold=2)``; not the default, it measured slower on an H200): it
+multiplies integers instead (mma on int8): each
+32-element group of x is quantized to 16-bit integers, ``v = round(x / step)`` with ``step = max|x| / 32512``
+over the group, carried as two int8 parts (``v = 256 hi + lo``); the weights' codes enter exactly, the
+integer sums are exact, and the scales (and Q4_K's mins) are applied in float32. Each element of x moves by
+at most about ``step / 2`` (2^-16 of its group's largest magnitude, finer than fp16 except for elements
+much smaller than their group's largest), so the result moves by at most about
+``sum over groups of step / 2 * sum |w_group|``; groups whose largest magnitude is below 2^-96 count as zero. BF16 and F32 weights, and every weight on older GPUs,
 decode with x in float32 and float32 accumulation. Larger T (prefill), and F16/BF16 weights whose K is not a multiple of 16 at any T,
 run cuBLAS on tensor cores with float32 accumulation: quantized and F16 weights as fp16 (quantized ones
 dequantized exactly, then rounded to fp16), x rounded to fp16 with the same overflow-safe scaling, BF16
