@@ -504,6 +504,18 @@ IL_HD uint32_t rotl32(uint32_t x, int n) {
 #endif
 }
 
+// The A fragments of 4 mmas from 32 consecutive code bytes at r0 (row g) and r0 + 8 rows (row g + 8), each
+// word masked with m (bytes 8 i .. 8 i + 7 feed mma i, see above).
+template <class G>
+IL_HD void mmq_i8_a32(const uint8_t* r0, uint32_t m, uint32_t (&a)[4][4]) {
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const uint4 u = ld_ro16<true>(r0 + 16 * h), v = ld_ro16<true>(r0 + 8 * G::PS + 16 * h);
+    a[2 * h][0] = u.x & m; a[2 * h][1] = v.x & m; a[2 * h][2] = u.y & m; a[2 * h][3] = v.y & m;
+    a[2 * h + 1][0] = u.z & m; a[2 * h + 1][1] = v.z & m; a[2 * h + 1][2] = u.w & m; a[2 * h + 1][3] = v.w & m;
+  }
+}
+
 // Per type: E, PAD, UA (A unsigned: mma .u8.s8), a_frags<G>(tile, g, ce, a) (the A fragments of the class at
 // element ce of the chunk, E / 8 mmas, rows g and g + 8) and fold<G>(yacc, ci, tile, x, qe, ce, g) (ci: the
 // class's integer dot products 256 C0 + C1 for rows g and g + 8; qe: its first element in x).
@@ -517,13 +529,7 @@ struct MmqI8<GGMLType::Q8_0> {
   static constexpr int E = 32, PAD = 16;
   template <class G>
   static IL_HD void a_frags(const uint8_t* tile, int g, int ce, uint32_t (&a)[E / 8][4]) {
-    const uint8_t* r0 = tile + g * G::PS + ce;  // block ce / 32, 32 bytes per block
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const uint4 u = ld_ro16<true>(r0 + 16 * h), v = ld_ro16<true>(r0 + 8 * G::PS + 16 * h);
-      a[2 * h][0] = u.x; a[2 * h][1] = v.x; a[2 * h][2] = u.y; a[2 * h][3] = v.y;
-      a[2 * h + 1][0] = u.z; a[2 * h + 1][1] = v.z; a[2 * h + 1][2] = u.w; a[2 * h + 1][3] = v.w;
-    }
+    mmq_i8_a32<G>(tile + g * G::PS + ce, 0xFFFFFFFFu, a);  // block ce / 32, 32 bytes per block
   }
   // y[row] += d step ci.
   template <class G>
@@ -546,14 +552,7 @@ struct MmqI8<GGMLType::Q4_K> {
   template <class G>
   static IL_HD void a_frags(const uint8_t* tile, int g, int ce, uint32_t (&a)[E / 8][4]) {
     const int sb = (ce >> 5) & 7;
-    const uint32_t m = 0x0F0F0F0Fu << (4 * (sb & 1));
-    const uint8_t* r0 = tile + g * G::PS + (ce >> 8) * 128 + 32 * (sb >> 1);
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const uint4 u = ld_ro16<true>(r0 + 16 * h), v = ld_ro16<true>(r0 + 8 * G::PS + 16 * h);
-      a[2 * h][0] = u.x & m; a[2 * h][1] = v.x & m; a[2 * h][2] = u.y & m; a[2 * h][3] = v.y & m;
-      a[2 * h + 1][0] = u.z & m; a[2 * h + 1][1] = v.z & m; a[2 * h + 1][2] = u.w & m; a[2 * h + 1][3] = v.w & m;
-    }
+    mmq_i8_a32<G>(tile + g * G::PS + (ce >> 8) * 128 + 32 * (sb >> 1), 0x0F0F0F0Fu << (4 * (sb & 1)), a);
   }
   // y[row] += d sc step ci / 16^(sb odd) - dmin mn X (X: the class's x sum, step * sum of v).
   template <class G>
