@@ -624,7 +624,7 @@ static bool quarter_conflict_free(const int64_t (&addr)[32]) {
 }
 
 // The integer path of the tensor-core decode kernel (T = 1, matmul_mma.cuh MmqI8): x staged as int8 parts per
-// 32-group (as mmq_stage_x_i8, 8 lanes per group), tiles as the kernel's copies place them (MmqTile<TY, true>),
+// 32-group (as mmq_stage_x_i8, one group at a time), tiles as the kernel's copies place them (MmqTile<TY, true>),
 // the lanes' A / B fragments and folds over its warp / group structure with mma.m16n8k32 emulated, against a
 // float64 dot. Bound: the x quantization (step / 2 per element) plus float32 rounding. Also: the shared
 // loads of the A fragments are free of bank conflicts, a group with max |x| below 2^-96 stages as zero, and

@@ -416,10 +416,10 @@ IL_HD void mmq_fold(float (&yacc)[2], const float (&c)[4], const uint8_t* tile, 
 // 32512 over the group, and v = 256 hi + lo is split into two int8 parts (hi = (v + 128) >> 8 in
 // [-127, 127], lo in [-128, 127]). Each element moves by at most step / 2 (plus the float32 rounding of
 // x / step, under 1% of a step): about 2^-16 of the group's largest magnitude, where fp16 rounding moves
-// it by up to 2^-11 of itself; a group whose largest magnitude is below 2^-96 is taken as zero. Staged: hi[K], lo[K] (int8), step[K / 32] and, for the mins
-// of Q4_K, sum[K / 32] = step * (sum of the group's v) (float32).
-// W. A holds the raw codes as int8 (Q8_0: its int8 values; Q4_K: the 4-bit codes; Q6_K: 4 (q - 32), exact
-// in int8), no decoding beyond unpacking bits.
+// it by up to 2^-11 of itself; a group whose largest magnitude is below 2^-96 is taken as zero. Staged
+// (one thread per group, mmq_i8_quant32): hi, lo, the group's step and the sums of its v (mmq_i8_*_off).
+// W. A holds the codes as 8-bit integers, no decoding beyond unpacking bits: Q8_0 its int8 values (signed
+// A); Q4_K the byte masked to the class's nibble in place (q or 16 q, unsigned A); Q6_K 4 q (unsigned A).
 // Classes. A group is 4 classes of E consecutive elements (one scale per row each: Q8_0 a block, Q4_K a
 // sub-block of 32, Q6_K a sub-block of 16) and takes E / 8 mmas. In mma i, lane (g, tig)'s A holds bytes
 // 8 i .. 8 i + 7 of class tig, rows g and g + 8 (a[0] / a[1]: bytes 8 i .. 8 i + 3 of rows g / g + 8 =
@@ -428,8 +428,9 @@ IL_HD void mmq_fold(float (&yacc)[2], const float (&c)[4], const uint8_t* tile, 
 //   C[row][2 c + h] = sum over class c of code * part h,
 // and lane (g, tig) ends the group holding class tig's two sums for rows g and g + 8. Their integer
 // combination 256 C0 + C1 (exact: |C| < 2^20) is the class's dot product with v; the lane folds it:
-//   y[row] += scale(row, class) * step * (256 C0 + C1)  (- the min's term, Q4_K),
-// in float32. Per 128 weights and row: 1 mma, ~1 shared load of codes and the fold, against 8 mmas and
+//   y[row] += scale(row, class) * step * (256 C0 + C1)
+// in float32, less Q4_K's min term (dmin mn times the class's x sum) and Q6_K's code offset (128 times the
+// class's sum of v). Per 128 weights and row: 1 mma, ~1 shared load of codes and the fold, against 8 mmas and
 // ~16 decoding instructions per pair of fp16 weights on the fp16 path.
 // ---------------------------------------------------------------------------------------------
 constexpr float kI8Max = 32512.0f;  // largest |v| (127 * 256): hi = (v + 128) >> 8 stays in [-127, 127]
