@@ -3,7 +3,7 @@
 block) on the GPU, at the matvec shapes of benchmarks/_bench_matmul.py; prints % of the copy ceiling per
 setting and writes JSON. Used to choose the defaults in csrc/kernels/cuda/matmul.cu (g_mmq_ring, g_mmq_warps).
 
-    python benchmarks/tune_decode.py [--json PATH] [--ring 32,64,96] [--warps 4,8] [--T 1] [--fold=-1,0,1] [--pdl 1,0] [--cluster 1,2,4]
+    python benchmarks/tune_decode.py [--json PATH] [--ring 32,64,96] [--warps 4,8] [--T 1] [--fold=-1,0,1] [--pdl 1,0] [--cluster 1,2,4] [--direct 0,1] [--dwarps 8]
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import inferlab  # noqa: E402
 from _bench_common import Ctx, measure_copy_ceiling  # noqa: E402
-from _bench_matmul import SHAPES, streamed_weights, weight_bytes  # noqa: E402
+from _bench_matmul import SHAPES, copy_ms, streamed_weights, weight_bytes  # noqa: E402
 
 _mm = inferlab._core.matmul
 
@@ -44,6 +44,10 @@ def main() -> int:
     ap.add_argument("--fold", default="-1", help="path at T = 1: -1 per type, 0 per run, 1 folded scales, 2 integer (list)")
     ap.add_argument("--pdl", default="1", help="programmatic dependent launch on (1) / off (0) (list)")
     ap.add_argument("--cluster", default="0", help="blocks per cluster sharing the staging of x (0: auto) (list)")
+    ap.add_argument("--direct", default="0", help="direct kernel (matmul_mmd.cuh) off (0) / on (1) at T = 1 (list); "
+                    "with 1 the ring kernel's knobs do not apply")
+    ap.add_argument("--dwarps", default="8", help="warps per block of the direct kernel (list)")
+    ap.add_argument("--ddepth", default="0", help="units in flight per warp of the direct kernel, 0: per type (list)")
     ap.add_argument("--types", default="Q4_K,Q6_K,Q8_0,F16")
     ap.add_argument("--shapes", default="phi3 o,llama3 o,llama3 down")
     args = ap.parse_args()
@@ -56,6 +60,9 @@ def main() -> int:
     folds = [int(v) for v in args.fold.split(",")]
     pdls = [bool(int(v)) for v in args.pdl.split(",")]
     clusters = [int(v) for v in args.cluster.split(",")]
+    directs = [int(v) for v in args.direct.split(",")]
+    dwarps = [int(v) for v in args.dwarps.split(",")]
+    ddepths = [int(v) for v in args.ddepth.split(",")]
     # the copy ceiling as benchmarks/kernels.py measures it (1 GiB device-to-device, read + write)
     ceiling = measure_copy_ceiling(Ctx())
     clocks = sm_clocks()
@@ -71,20 +78,32 @@ def main() -> int:
                 y = inferlab.DeviceArray.empty((T, n), "float32", "cuda")
                 nbytes = wbytes + T * k * 4 + T * n * 4
                 line = []
-                for pdl, cl, fold, w, ring in [(p, c, f, w, r) for p in pdls for c in clusters for f in folds
-                                               for w in warps for r in rings]:
+                combos = [(p, 0, 0, 0, c, f, w, r) for p in pdls for c in clusters for f in folds for w in warps
+                          for r in rings] if 0 in directs else []
+                combos += [(p, 1, dw, dd, 0, -1, 8, 0) for p in pdls for dw in dwarps for dd in ddepths] \
+                    if 1 in directs else []
+                for pdl, direct, dw, dd, cl, fold, w, ring in combos:
                     _mm.tune_mma_decode(ring, w, fold, cl)
+                    if direct:
+                        _mm.tune_direct_decode(1, dw, dd)
                     old_pdl = _mm.set_pdl(pdl)
                     try:
                         ms = float(_mm.bench_matmul_ms(x, [q._w for q in ws], y, 100, "fused_mma"))
                     finally:
                         _mm.set_pdl(old_pdl)
+                        _mm.tune_direct_decode()
                     pct = 100.0 * nbytes / (ms * 1e-3) / 1e9 / ceiling
                     rows.append(dict(shape=label, n=n, k=k, type=t, T=T, warps=w, ring_kib=ring, fold=fold,
-                                     pdl=pdl, cluster=cl, ms=ms, pct_of_copy=pct))
-                    line.append(f"{'' if pdl else 'nopdl/'}{f'c{cl}/' if cl != 0 else ''}f{fold}/w{w}/r{ring} {pct:5.1f}")
+                                     pdl=pdl, cluster=cl, direct=direct, direct_warps=dw,
+                                     direct_depth=dd, ms=ms, pct_of_copy=pct))
+                    tag = f"direct/w{dw}/d{dd}" if direct else f"{f'c{cl}/' if cl != 0 else ''}f{fold}/w{w}/r{ring}"
+                    line.append(f"{'' if pdl else 'nopdl/'}{tag} {pct:5.1f}")
                 print(f"{label:12s} {t:5s} T={T}: " + "  ".join(line), flush=True)
             del ws
+            # the ceiling at this size: a D2D copy of the weight's bytes (read + write), as a graph replay
+            cpct = 100.0 * 2 * wbytes / (copy_ms(wbytes, 100) * 1e-3) / 1e9 / ceiling
+            rows.append(dict(shape=label, n=n, k=k, type=t, copy_same_size_pct=cpct))
+            print(f"{label:12s} {t:5s} copy same-size {cpct:5.1f}", flush=True)
     _mm.tune_mma_decode()
     clocks_end = sm_clocks()  # right after the last measurement, before the GPU idles down
     print(f"SM clock now / max (MHz) after the sweep: {clocks_end}")

@@ -522,6 +522,61 @@ def test_cuda_integer_decode_path(rng, t, shape):
 
 
 @pytest.mark.cuda
+@pytest.mark.parametrize("t", ["Q4_K", "Q6_K", "Q8_0", "F16"])
+def test_cuda_direct_decode(rng, t):
+    """The direct tensor-core decode kernel (T = 1; weights loaded into registers, tune_direct_decode(1)):
+    within the mma precision class at Llama-3 down / Phi-3 o shapes and small odd ones, with 8 and 3 warps
+    (3: units not a multiple of the warps), fp16 / bf16 x, bias with fp16 output, x rescaled past 2^15, and
+    NaN / inf in x reaching y as on the default path. It is the kernel that runs: its result differs from
+    the default path's in the last bits."""
+    if not _mma_available():
+        pytest.skip("the tensor-core decode kernels need compute capability >= 9")
+    mm = inferlab._core.matmul
+    for n, k in [(4096, 14336), (3072, 3072), (37, 512), (203, 1024)]:
+        raw = make_weight(rng, t, n, k)
+        w = QWeight.from_bytes(raw, t, n, k, device="cuda")
+        W = ref_dequant(raw, t, n, k)
+        x = rng.standard_normal((1, k)).astype(np.float32)
+        y_default = matmul(x, w)
+        for warps in (8, 3):
+            mm.tune_direct_decode(1, warps)
+            try:
+                run_and_check(rng, "cuda", t, n, k, 1, w=w, raw=raw, W=W, x=x, label=f"direct w{warps}")
+                y = matmul(x, w)
+            finally:
+                mm.tune_direct_decode()
+            if n == 3072:
+                assert not np.array_equal(y, y_default)
+    n, k = 203, 1024
+    raw = make_weight(rng, t, n, k)
+    w = QWeight.from_bytes(raw, t, n, k, device="cuda")
+    W = ref_dequant(raw, t, n, k)
+    x = rng.standard_normal((4, k)).astype(np.float32)
+    x[1, 7] = np.nan
+    x[2, 9] = np.inf
+    x[3] *= 1e6
+    y_default = matmul(x, w)
+    mm.tune_direct_decode(1)
+    try:
+        for x_dtype in ("float16", "bfloat16"):
+            run_and_check(rng, "cuda", t, n, k, 1, w=w, raw=raw, W=W, x_dtype=x_dtype, label="direct")
+        run_and_check(rng, "cuda", t, n, k, 1, w=w, raw=raw, W=W, bias=True, out_dtype="float16", label="direct")
+        run_and_check(rng, "cuda", t, n, k, 1, w=w, raw=raw, W=W, x=x[3:4], label="direct, x * 1e6")
+        y = np.stack([matmul(x[i:i + 1], w)[0] for i in range(4)])
+    finally:
+        mm.tune_direct_decode()
+    assert np.isnan(y[1]).all() and not np.isfinite(y[2]).any()
+    inf = np.isinf(y_default[2])
+    assert np.array_equal(np.isinf(y[2]), inf) and np.array_equal(np.sign(y[2][inf]), np.sign(y_default[2][inf]))
+    with pytest.raises(ValueError, match="mode"):
+        mm.tune_direct_decode(2)
+    with pytest.raises(ValueError, match="depth"):
+        mm.tune_direct_decode(1, 8, 5)
+    with pytest.raises(ValueError, match="warps"):
+        mm.tune_direct_decode(1, 9)
+
+
+@pytest.mark.cuda
 def test_cuda_matches_cpu_on_device_arrays(rng):
     """DeviceArray in, DeviceArray out; the same weight on both devices agrees."""
     t, n, k = "Q5_1", 300, 1024

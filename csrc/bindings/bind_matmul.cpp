@@ -182,6 +182,20 @@ void bind_matmul(py::module_& m) {
       "blocks per cluster that share the staging of x (0: auto, 1, 2, 4, 8). The defaults are the measured "
       "choice.");
   mm.def(
+      "tune_direct_decode",
+      [](int mode, int warps, int depth) {
+#ifdef INFERLAB_WITH_CUDA
+        cuda::tune_direct_decode(mode, warps, depth);
+#else
+        (void)mode; (void)warps; (void)depth;
+        require_cuda("tune_direct_decode");
+#endif
+      },
+      py::arg("mode") = 0, py::arg("warps") = 8, py::arg("depth") = 0,
+      "Direct tensor-core decode kernel for one row of x (Q4_K, Q6_K, Q8_0, F16; weights loaded into "
+      "registers, no shared-memory ring), for measurements: mode 0 off, 1 on; warps per block (1..8); weight "
+      "units in flight per warp (2..4; 0: per type).");
+  mm.def(
       "bench_copy_ms",
       [](const std::vector<Tensor>& dsts, const std::vector<Tensor>& srcs, int iters) -> double {
 #ifdef INFERLAB_WITH_CUDA

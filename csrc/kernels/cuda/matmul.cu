@@ -15,6 +15,7 @@
 #include "kernels/cuda/dequant.cuh"
 #include "kernels/cuda/matmul_kernels.cuh"
 #include "kernels/cuda/matmul_mma.cuh"
+#include "kernels/cuda/matmul_mmd.cuh"
 #include "kernels/qweight_layout.h"
 
 namespace inferlab {
@@ -194,14 +195,7 @@ __global__ void __launch_bounds__(kMmvkMaxWarps * 32) mmvk_kernel(const MmvArgs 
 // ============================================================================================
 // Tensor-core decode (lane logic in matmul_mma.cuh)
 // ============================================================================================
-// Not volatile: a pure function of its operands, so the compiler may schedule it among the decoding.
-__device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
-  asm(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-}
+// (mma16816: matmul_mmd.cuh)
 
 // mma.m16n8k32 on 8-bit A (UA: unsigned, else signed) and signed B with int32 accumulation (the integer
 // path); c: in and out.
@@ -703,6 +697,166 @@ __global__ void __launch_bounds__(kMmqMaxWarps * 32, 2) mmq_kernel(const MmvArgs
 #endif
 }
 
+// ============================================================================================
+// Direct tensor-core decode, one row of x (lane logic in matmul_mmd.cuh)
+// ============================================================================================
+// Stages x (all K columns, K % 64 == 0) as fp16 times `scale` at mmd_xpos (PERM: groups of 4 as x0, x2,
+// x1, x3), and the float32 sums of its staged 16-element groups into x16. One thread per 16-element group,
+// its 4 loads in flight (16 registers: the warp's weight units are held in registers meanwhile). Returns
+// this thread's largest |x| (NaN if it saw one).
+template <bool PERM>
+__device__ __forceinline__ float mmd_stage_x(const MmvArgs& a, uint16_t* xs, float* x16, float scale) {
+  const int64_t ng = a.w.k / 16;
+  float m = 0.f;
+  for (int64_t q = threadIdx.x; q < ng; q += blockDim.x) {
+    float v[16];
+#pragma unroll
+    for (int u = 0; u < 4; ++u) load_x4(a, 16 * q + 4 * u, &v[4 * u]);
+    float s = 0.f;
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) m = fmax_nan(m, fabsf(v[4 * u + e]));
+      uint2 h = mmq_x4_h(v[4 * u], v[4 * u + 1], v[4 * u + 2], v[4 * u + 3], scale);
+      s += mmq_x4_sum(h);
+      if (PERM) h = make_uint2(__byte_perm(h.x, h.y, 0x5410u), __byte_perm(h.x, h.y, 0x7632u));
+      *reinterpret_cast<uint2*>(xs + mmd_xpos(16 * q + 4 * u)) = h;
+    }
+    x16[q] = s;
+  }
+  return m;
+}
+
+// x with inf / NaN, quantized types: the block's rows in float32 from dequant_unit (the offset correction of
+// the class sums would turn inf into NaN). Warp w takes rows w, w + W, ...; its lanes take units.
+template <GGMLType TY>
+__device__ void mmd_nonfinite_rows(const MmvArgs& a, int64_t row0) {
+  using Q = QT<TY>;
+  const int lane = threadIdx.x & 31, W = blockDim.x >> 5;
+  for (int r = threadIdx.x >> 5; r < kMmdRows; r += W) {
+    const int64_t row = row0 + r;
+    if (row >= a.w.n) break;
+    float s = 0.f;
+    for (int64_t i = lane; i < a.w.nb * Q::LPB; i += 32) {
+      const int64_t blk = i / Q::LPB;
+      const int sub = (int)(i % Q::LPB);
+      float wv[16 * Q::RUNS];
+      dequant_unit<TY>(a.w, row, blk, sub, wv);
+#pragma unroll
+      for (int j = 0; j < Q::RUNS; ++j) {
+        const int64_t off = blk * Q::QK + Q::run_offset(sub, j);
+#pragma unroll
+        for (int e = 0; e < 16; e += 4) {
+          float xv[4];
+          load_x4(a, off + e, xv);
+#pragma unroll
+          for (int c = 0; c < 4; ++c) s = fmaf(wv[16 * j + e + c], xv[c], s);
+        }
+      }
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    if (lane == 0) {
+      if (a.bias) s += __ldg(a.bias + row);
+      if (a.y_f16)
+        static_cast<__half*>(a.y)[row] = __float2half_rn(s);
+      else
+        static_cast<float*>(a.y)[row] = s;
+    }
+  }
+}
+
+// Grid: ceil(n / kMmdRows) blocks of 32 * W threads (W <= kMmdMaxWarps); dynamic shared memory
+// mmd_smem_bytes(k). a.t == 1, k % Mmd<TY>::UK == 0. DEPTH: units in flight per warp (registers).
+template <GGMLType TY, int DEPTH>
+__global__ void __launch_bounds__(kMmdMaxWarps * 32, 2) mmd_kernel(const MmvArgs a) {
+  using M = Mmd<TY>;
+  extern __shared__ float4 mmd_smem[];
+  __shared__ float red[kMmdMaxWarps][kMmdRows];
+  __shared__ float amax_s[kMmdMaxWarps];
+  __shared__ float xscale_s;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, W = blockDim.x >> 5;
+  const int g = lane >> 2, t = lane & 3;
+  const int64_t N = a.w.n, K = a.w.k, nu = K / M::UK;
+  const int64_t row0 = (int64_t)blockIdx.x * kMmdRows;
+  const int64_t rows[2] = {imin64(row0 + g, N - 1), imin64(row0 + g + 8, N - 1)};  // loads clamp; stores check
+  uint16_t* xs = reinterpret_cast<uint16_t*>(mmd_smem);
+  float* x16 = reinterpret_cast<float*>(xs + mmd_xpos(K));
+
+  // Weights first (they do not depend on earlier kernels): the warp's first DEPTH units.
+  typename M::Regs buf[DEPTH];
+#pragma unroll
+  for (int d = 0; d < DEPTH; ++d) {
+    const int64_t u = warp + (int64_t)d * W;
+    if (u < nu) M::load(buf[d], a.w, rows, u, t);
+  }
+  pdl_trigger();
+  pdl_wait();
+
+  // x as fp16; staged again, scaled by a power of two, when it reaches 2^15 (rare).
+  float m = mmd_stage_x<M::PERM>(a, xs, x16, 1.f);
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) m = fmax_nan(m, __shfl_xor_sync(0xffffffffu, m, o));
+  if (lane == 0) amax_s[warp] = m;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float mx = 0.f;
+    for (int w = 0; w < W; ++w) mx = fmax_nan(mx, amax_s[w]);
+    // quantized types, x with inf / NaN: -1 (the float32 path below)
+    xscale_s = !M::FLOAT && !(mx <= 3.0e38f) ? -1.f : mmq_x_scale(mx);
+  }
+  __syncthreads();
+  const float xscale = xscale_s;
+  if (xscale < 0.f) {
+    if constexpr (!M::FLOAT) mmd_nonfinite_rows<TY>(a, row0);
+    return;
+  }
+  if (xscale != 1.f) {
+    mmd_stage_x<M::PERM>(a, xs, x16, xscale);
+    __syncthreads();
+  }
+
+  float y[2] = {0.f, 0.f};           // quantized: rows g, g + 8 over this lane's classes
+  float c[4] = {0.f, 0.f, 0.f, 0.f};  // F16: the C fragment over all units
+  for (int64_t u0 = warp; u0 < nu; u0 += (int64_t)DEPTH * W) {
+#pragma unroll
+    for (int d = 0; d < DEPTH; ++d) {
+      const int64_t u = u0 + (int64_t)d * W;
+      if (u >= nu) break;  // uniform over the warp
+      M::compute(buf[d], xs, x16, u, g, t, y, c);
+      const int64_t un = u + (int64_t)DEPTH * W;
+      if (un < nu) M::load(buf[d], a.w, rows, un, t);
+    }
+  }
+  if (M::FLOAT) {  // every column of C is the dot product: take column 0 (lanes t == 0)
+    y[0] = t == 0 ? c[0] : 0.f;
+    y[1] = t == 0 ? c[2] : 0.f;
+  }
+#pragma unroll
+  for (int rr = 0; rr < 2; ++rr) {
+    y[rr] += __shfl_xor_sync(0xffffffffu, y[rr], 1);
+    y[rr] += __shfl_xor_sync(0xffffffffu, y[rr], 2);
+  }
+  if (t == 0) {
+    red[warp][g] = y[0];
+    red[warp][g + 8] = y[1];
+  }
+  __syncthreads();
+  if (threadIdx.x < kMmdRows) {
+    const int64_t row = row0 + threadIdx.x;
+    if (row < N) {
+      float v = 0.f;
+      for (int w = 0; w < W; ++w) v += red[w][threadIdx.x];
+      v /= xscale;
+      if (a.bias) v += __ldg(a.bias + row);
+      if (a.y_f16)
+        static_cast<__half*>(a.y)[row] = __float2half_rn(v);
+      else
+        static_cast<float*>(a.y)[row] = v;
+    }
+  }
+}
+
 int sm_count() {
   static const int n = [] {
     int dev = 0, v = 0;
@@ -861,8 +1015,50 @@ void launch_mmq_kernel(const MmvArgs& c, int64_t grid, int warps, int cl, cudaSt
   launch_decode(mmq_kernel<TY, I8>, grid, warps * 32, smem, stream, c, cl);
 }
 
+// Direct tensor-core decode (mmd_kernel) for one row of x: 0 off, 1 on where it applies (Q4_K, Q6_K, Q8_0,
+// F16 with k % Mmd<TY>::UK == 0; tune_direct_decode). Warps per block: g_mmd_warps.
+int g_mmd = 0;
+int g_mmd_warps = kMmdMaxWarps;
+int g_mmd_depth = 0;  // units in flight per warp: 2, 3, 4; 0: Mmd<TY>::DEPTH
+constexpr int kMmdSmemLimit = 100 * 1024;  // opt-in dynamic shared memory of mmd_kernel (x and its sums)
+
+template <GGMLType TY>
+bool mmd_applies(const MmvArgs& a) {
+  if constexpr (Mmd<TY>::OK)
+    return g_mmd == 1 && a.t == 1 && a.w.k % Mmd<TY>::UK == 0 && mmd_smem_bytes(a.w.k) <= kMmdSmemLimit;
+  else
+    return false;
+}
+
+template <GGMLType TY>
+void launch_mmd(const MmvArgs& a, cudaStream_t stream) {
+  if constexpr (Mmd<TY>::OK) {
+    const int64_t nu = a.w.k / Mmd<TY>::UK;
+    const int warps = (int)std::max<int64_t>(1, std::min<int64_t>(g_mmd_warps, nu));
+    const int64_t grid = (a.w.n + kMmdRows - 1) / kMmdRows;
+    const int depth = g_mmd_depth > 0 ? g_mmd_depth : Mmd<TY>::DEPTH;
+    static const bool configured = [] {
+      for (auto kern : {mmd_kernel<TY, 2>, mmd_kernel<TY, 3>, mmd_kernel<TY, 4>})
+        IL_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, kMmdSmemLimit));
+      return true;
+    }();
+    (void)configured;
+    auto go = [&](auto kern) { launch_decode(kern, grid, warps * 32, (size_t)mmd_smem_bytes(a.w.k), stream, a); };
+    if (depth == 2)
+      go(mmd_kernel<TY, 2>);
+    else if (depth == 3)
+      go(mmd_kernel<TY, 3>);
+    else
+      go(mmd_kernel<TY, 4>);
+  }
+}
+
 template <GGMLType TY>
 void launch_mmq(MmvArgs a, cudaStream_t stream) {
+  if (mmd_applies<TY>(a)) {
+    launch_mmd<TY>(a, stream);
+    return;
+  }
   using G = MmqTile<TY>;
   const int64_t nsteps = (a.w.nb * QT<TY>::LPB + 3) / 4, nchunks = mmq_chunks<TY>(a.w);
   const int warps = (int)std::max<int64_t>(1, std::min<int64_t>(g_mmq_warps, nsteps));
@@ -1314,6 +1510,15 @@ void tune_mma_decode(int ring_kib, int warps, int fold, int cluster) {
   g_mmq_warps = warps;
   g_mmq_fold = fold;
   g_mmq_cluster = cluster;
+}
+
+void tune_direct_decode(int mode, int warps, int depth) {
+  IL_CHECK_ARG(mode == 0 || mode == 1, "mode must be 0 (off) or 1 (on), got ", mode);
+  IL_CHECK_ARG(depth == 0 || (depth >= 2 && depth <= 4), "depth must be 0 (per type), 2, 3 or 4, got ", depth);
+  g_mmd_depth = depth;
+  IL_CHECK_ARG(warps >= 1 && warps <= kMmdMaxWarps, "warps must be in [1, ", kMmdMaxWarps, "], got ", warps);
+  g_mmd = mode;
+  g_mmd_warps = warps;
 }
 
 bool set_pdl_enabled(bool on) {

@@ -82,6 +82,9 @@ bool set_pdl_enabled(bool on);
 // ring, at least two tiles; default 64; 0: as much as leaves two blocks per multiprocessor, at least 64)
 // and warps per block (default 8).
 void tune_mma_decode(int ring_kib, int warps, int fold, int cluster);
+// Direct tensor-core decode for one row of x (matmul_mmd.cuh): mode 0 off, 1 on (Q4_K, Q6_K, Q8_0, F16);
+// warps per block 1..8; units in flight per warp 2..4 (0: per type). ValueError on other values.
+void tune_direct_decode(int mode, int warps, int depth);
 
 // Benchmark helpers (benchmarks/_bench_matmul.py). Each runs `iters` calls cycling through the list,
 // captured in one CUDA graph on a private stream (so launch overhead is not measured; this is how a model

@@ -1,0 +1,301 @@
+// Direct tensor-core decode (matmul.cu mmd_kernel): y[N] = W[N, K] . x[K] for one row of x, W in Q4_K,
+// Q6_K, Q8_0 or F16. Lane logic per type (Mmd<TY>) and the staging of x.
+//
+// Why a second tensor-core decode kernel: mmq_kernel (matmul_mma.cuh) streams 20 KB tiles into a
+// shared-memory ring and pays, per tile, a block barrier and the issue of 32 bulk copies (~1,000 cycles,
+// benchmarks/RESULTS.md); its blocks walk K as one chain of tiles. Here every warp loads its own weight
+// bytes from global memory into registers (16-byte streaming loads, Mmd<TY>::DEPTH units in flight per
+// warp, the first ones before the PDL wait) and decodes them in registers: no ring, no barrier between
+// the first and the last weight, and a block's K is split over its warps.
+//
+// Work split. A block owns 16 rows of W (the mma's M). K is cut into "units" of Mmd<TY>::UK columns; the
+// warps of a block take units round-robin. Lane (g, t) = (lane / 4, lane % 4) loads bytes of rows g and
+// g + 8 only (its A fragment rows).
+//
+// Classes (as the folded path of matmul_mma.cuh). With one row of x, B's 8 columns carry "classes": runs of
+// weights that share one scale per row. Lane (g, t) gives column g its x values masked to zero unless their
+// class is g. For the quantized types a lane's weights belong to classes 2t and 2t + 1 only (Q6_K: four
+// classes, in two accumulators), so lane (g, t)'s C fragment (rows g, g + 8; columns 2t, 2t + 1) holds
+// exactly its own classes' sums and the lane applies its rows' scales itself. A holds the codes as the
+// exact fp16 1024 + c (one LOP3 or PRMT per pair), so C = sum (c + 1024) x over a class; the lane subtracts
+// (1024 + the type's code offset) times the class's sum of x (staged with x) in float32. F16 needs no
+// classes: every column is the whole dot product.
+//
+// Virtual k order. Lane t's A registers of row g hold two k-pairs of its own choosing (P0 in a[0], P1 in
+// a[2]); its B registers hold x at the same pairs. The mma sums over k, so any pairing works when A and B
+// agree within each lane. The pairs that one LOP3 / PRMT gives from a word of 8-bit codes are bytes (0, 2)
+// and (1, 3): for the quantized types x is staged with each group of 4 as (x0, x2, x1, x3) (PERM), so one
+// 8-byte shared load gives both B registers.
+//
+// Staged x: fp16, element k at half index mmd_xpos(k) = k + 4 (k / 64) (8 bytes of skew per 128: the four
+// distinct addresses of a warp's B load, one per t, fall in different banks for every type's pattern),
+// scaled by a power of two when x reaches 2^15 (as mmq_kernel), plus the float32 sums of its 16-element
+// groups. x with inf / NaN: the subtraction of the offsets would turn inf into NaN, so the quantized types'
+// blocks then take a float32 path (mmd_kernel).
+//
+// Numerics: A is exact (codes; F16 weights as they are), x is fp16, products are exact and accumulated in
+// float32 by the mma; scales and the offset correction are float32. This is at least as precise as the
+// mma path of matmul_mma.cuh (whose A carries the scale rounded to fp16).
+#pragma once
+#include <cstdint>
+
+#include "kernels/cuda/dequant.cuh"
+#include "kernels/cuda/matmul_kernels.cuh"
+
+namespace inferlab {
+namespace cuda {
+
+constexpr int kMmdRows = 16;      // rows of W per block (mma M)
+constexpr int kMmdMaxWarps = 8;   // warps per block (fewer when a row has fewer units)
+
+// Half index of element k of x in the staged row (k % 4 == 0 for the start of a group of 4).
+IL_HD int64_t mmd_xpos(int64_t k) { return k + 4 * (k >> 6); }
+// Dynamic shared memory of mmd_kernel for K (a multiple of 64): staged x, then K / 16 float sums.
+IL_HD int64_t mmd_smem_bytes(int64_t k) { return 2 * mmd_xpos(k) + 4 * (k / 16); }
+
+// Pair (bytes 0, 2) of the low nibbles of w as fp16 1024 + nibble.
+IL_HD uint32_t mmd_nib(uint32_t w) { return (w & 0x000f000fu) | 0x64006400u; }
+
+template <GGMLType TY>
+struct Mmd {
+  static constexpr bool OK = false;
+};
+
+#if defined(__CUDACC__)
+// Not volatile: a pure function of its operands, so the compiler may schedule it among the decoding.
+__device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+  asm(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+// B registers: 4 staged x (P0, P1 pairs) at half index p, masked.
+__device__ __forceinline__ void mmd_b(uint32_t (&b)[2], const uint16_t* p, uint32_t mask) {
+  const uint2 v = *reinterpret_cast<const uint2*>(p);
+  b[0] = v.x & mask;
+  b[1] = v.y & mask;
+}
+
+// Q4_K. Unit: one ggml block (256 columns). Lane t: code bytes qs[16t, 16t + 16) and qs[64 + 16t, +16) of
+// rows g, g + 8 (each of the warp's 16-byte loads then reads 64 contiguous bytes of a row: whole sectors),
+// and the rows' 16-byte headers (d, dmin, 12 bytes of 6-bit scales and mins). Load L's bytes lie in 32-byte
+// chunk c = 2L + t / 2 at offset l = 16 (t % 2) + 4i + e: low nibble column 64c + l (sub-block 2c), high
+// nibble 64c + 32 + l (sub-block 2c + 1). Classes: load L's low / high nibbles in accumulator L, columns
+// 2t / 2t + 1 (16 columns each: their x sum is one staged 16-element sum). Value d sc q - dmin mn.
+template <>
+struct Mmd<GGMLType::Q4_K> {
+  using Q = QT<GGMLType::Q4_K>;
+  static constexpr bool OK = true, PERM = true, FLOAT = false;
+  static constexpr int UK = 256, DEPTH = 3;
+  struct Regs { uint4 q[2][2]; uint4 s[2]; };  // [row g, g + 8][load]; headers
+  __device__ static void load(Regs& r, const QView& v, const int64_t (&row)[2], int64_t u, int t) {
+#pragma unroll
+    for (int rr = 0; rr < 2; ++rr) {
+      const uint8_t* p = Q::payload(v, row[rr], u) + 16 * t;
+      r.q[rr][0] = ld_stream16(p);
+      r.q[rr][1] = ld_stream16(p + 64);
+      r.s[rr] = ld_ro16(Q::side(v, row[rr], u));
+    }
+  }
+  __device__ static void compute(const Regs& r, const uint16_t* xs, const float* x16, int64_t u, int g, int t,
+                                 float (&y)[2], float (&)[4]) {
+    float c[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+    const uint32_t mlo = g == 2 * t ? ~0u : 0u, mhi = g == 2 * t + 1 ? ~0u : 0u;
+#pragma unroll
+    for (int L = 0; L < 2; ++L) {
+      const int64_t seg = UK * u + 64 * (2 * L + (t >> 1));  // column of the chunk's first element
+      const uint16_t* xb = xs + mmd_xpos(seg) + 16 * (t & 1);
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const uint32_t w0 = word_of(r.q[0][L], i), w1 = word_of(r.q[1][L], i);
+        uint32_t b[2];
+        mmd_b(b, xb + 4 * i, mlo);
+        const uint32_t alo[4] = {mmd_nib(w0), mmd_nib(w1), mmd_nib(w0 >> 8), mmd_nib(w1 >> 8)};
+        mma16816(c[L], alo, b);
+        mmd_b(b, xb + 32 + 4 * i, mhi);
+        const uint32_t ahi[4] = {mmd_nib(w0 >> 4), mmd_nib(w1 >> 4), mmd_nib(w0 >> 12), mmd_nib(w1 >> 12)};
+        mma16816(c[L], ahi, b);
+      }
+    }
+    float X[2][2];  // [load][low, high]: x sums of the lane's 16 columns
+#pragma unroll
+    for (int L = 0; L < 2; ++L) {
+      const int64_t q = (UK * u + 64 * (2 * L + (t >> 1)) + 16 * (t & 1)) / 16;
+      X[L][0] = x16[q];
+      X[L][1] = x16[q + 2];
+    }
+#pragma unroll
+    for (int rr = 0; rr < 2; ++rr) {
+      const uint4 s = r.s[rr];
+      const float2 dd = h2x2f(s.x);  // d, dmin
+      float acc = 0.f, accm = 0.f;
+#pragma unroll
+      for (int L = 0; L < 2; ++L)
+#pragma unroll
+        for (int hi = 0; hi < 2; ++hi) {
+          float sc, mn;
+          scale_min_k4(s.y, s.z, s.w, 2 * (2 * L + (t >> 1)) + hi, sc, mn);
+          acc += sc * (c[L][2 * rr + hi] - 1024.f * X[L][hi]);
+          accm += mn * X[L][hi];
+        }
+      y[rr] += dd.x * acc - dd.y * accm;
+    }
+  }
+};
+
+// Q6_K. Unit: one ggml block (256 columns). Lane t = (h, lh) = (t / 2, t % 2): of half h, the elements
+// 128h + 32j + 16lh + e (j < 4, e < 16): low (j = 0, 1) / high (j = 2, 3) nibbles of ql[64h + 32 (j % 2) +
+// 16lh + e], bits 2j, 2j + 1 of qh[32h + 16lh + e]; class j = sub-block 8h + 2j + lh (scale byte lh + 2j of
+// scales[8h, 8h + 8)). Classes j = 0, 1 accumulate in c0 (columns 2t, 2t + 1), j = 2, 3 in c1. Value
+// d sc (q - 32).
+template <>
+struct Mmd<GGMLType::Q6_K> {
+  using Q = QT<GGMLType::Q6_K>;
+  static constexpr bool OK = true, PERM = true, FLOAT = false;
+  static constexpr int UK = 256, DEPTH = 2;
+  struct Regs { uint4 lo[2], hi[2], qh[2]; uint2 sc[2]; uint32_t d[2]; };  // per row g, g + 8
+  __device__ static void load(Regs& r, const QView& v, const int64_t (&row)[2], int64_t u, int t) {
+    const int h = t >> 1, lh = t & 1;
+#pragma unroll
+    for (int rr = 0; rr < 2; ++rr) {
+      const uint8_t* p = Q::payload(v, row[rr], u);
+      r.lo[rr] = ld_stream16(p + 64 * h + 16 * lh);
+      r.hi[rr] = ld_stream16(p + 64 * h + 32 + 16 * lh);
+      r.qh[rr] = ld_stream16(p + 128 + 32 * h + 16 * lh);
+      r.sc[rr] = ld_ro8(p + 192 + 8 * h);
+      r.d[rr] = ld_ro2(Q::side(v, row[rr], u));
+    }
+  }
+  // fp16 1024 + 6-bit code of bytes (0, 2) of ql >> sl (nibble) and qh >> / << (2 high bits at bits 4, 5).
+  __device__ static uint32_t code(uint32_t ql, uint32_t qh) {
+    return (ql & 0x000f000fu) | (qh & 0x00300030u) | 0x64006400u;
+  }
+  __device__ static void compute(const Regs& r, const uint16_t* xs, const float* x16, int64_t u, int g, int t,
+                                 float (&y)[2], float (&)[4]) {
+    float c[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+    const int h = t >> 1, lh = t & 1;
+    const int64_t k0 = UK * u + 128 * h + 16 * lh;
+    const uint16_t* xb = xs + mmd_xpos(k0 - 16 * lh) + 16 * lh;  // a 64-element segment starts at k0 - 16 lh
+    const uint32_t m0 = g == 2 * t ? ~0u : 0u, m1 = g == 2 * t + 1 ? ~0u : 0u;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      uint32_t a[4][4];  // [class j][A register]
+#pragma unroll
+      for (int rr = 0; rr < 2; ++rr) {
+        const uint32_t A = word_of(r.lo[rr], i), B = word_of(r.hi[rr], i), H = word_of(r.qh[rr], i);
+        a[0][rr] = code(A, H << 4);
+        a[0][rr + 2] = code(A >> 8, H >> 4);
+        a[1][rr] = code(B, H << 2);
+        a[1][rr + 2] = code(B >> 8, H >> 6);
+        a[2][rr] = code(A >> 4, H);
+        a[2][rr + 2] = code(A >> 12, H >> 8);
+        a[3][rr] = code(B >> 4, H >> 2);
+        a[3][rr + 2] = code(B >> 12, H >> 10);
+      }
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        uint32_t b[2];
+        // class j's elements 32j + 16lh + 4i.. lie in the segment of k0 - 16lh when j < 2, the next one
+        // (64 further) when j >= 2
+        mmd_b(b, xb + 32 * j + 4 * (j >> 1) + 4 * i, (j & 1) ? m1 : m0);
+        mma16816(c[j >> 1], a[j], b);
+      }
+    }
+#pragma unroll
+    for (int rr = 0; rr < 2; ++rr) {
+      const float d = h2f(r.d[rr]);
+      float acc = 0.f;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const uint32_t w = (j >> 1) ? r.sc[rr].y : r.sc[rr].x;  // bytes lh + 2j of scales[8h, 8h + 8)
+        const int byte = (lh + 2 * j) & 3;
+        const float sc = (float)(int8_t)((w >> (8 * byte)) & 0xffu);
+        acc += sc * (c[j >> 1][2 * rr + (j & 1)] - 1056.f * x16[(k0 + 32 * j) / 16]);
+      }
+      y[rr] += d * acc;
+    }
+  }
+};
+
+// Q8_0. Unit: 4 ggml blocks (128 columns). Lane t: code bytes [16t, 16t + 16) and [64 + 16t, +16) of the
+// unit's 128 (columns 16t + e of block t / 2 and 64 + 16t + e of block 2 + t / 2; 64 contiguous bytes of a
+// row per warp load) of rows g, g + 8, and the two blocks' fp16 d. Classes: load L in column 2t + L. Codes to
+// fp16 1024 + (q + 128) with byte_perm. Value d q.
+template <>
+struct Mmd<GGMLType::Q8_0> {
+  using Q = QT<GGMLType::Q8_0>;
+  static constexpr bool OK = true, PERM = true, FLOAT = false;
+  static constexpr int UK = 128, DEPTH = 4;
+  struct Regs { uint4 q[2][2]; uint32_t d[2]; };  // [row][load]; d: [row] = d of block t/2 | d of 2 + t/2 << 16
+  __device__ static void load(Regs& r, const QView& v, const int64_t (&row)[2], int64_t u, int t) {
+#pragma unroll
+    for (int rr = 0; rr < 2; ++rr) {
+      const uint8_t* p = Q::payload(v, row[rr], 4 * u) + 16 * t;
+      r.q[rr][0] = ld_stream16(p);
+      r.q[rr][1] = ld_stream16(p + 64);
+      const uint8_t* sd = Q::side(v, row[rr], 4 * u + (t >> 1));
+      r.d[rr] = ld_ro2(sd) | (ld_ro2(sd + 2 * Q::SB) << 16);
+    }
+  }
+  __device__ static void compute(const Regs& r, const uint16_t* xs, const float* x16, int64_t u, int g, int t,
+                                 float (&y)[2], float (&)[4]) {
+    float c[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+    for (int L = 0; L < 2; ++L) {
+      const uint16_t* xb = xs + mmd_xpos(UK * u + 64 * L) + 16 * t;
+      const uint32_t m = g == 2 * t + L ? ~0u : 0u;
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const uint32_t w0 = word_of(r.q[0][L], i) ^ 0x80808080u, w1 = word_of(r.q[1][L], i) ^ 0x80808080u;
+        uint32_t b[2];
+        mmd_b(b, xb + 4 * i, m);
+        const uint32_t a[4] = {byte_perm(w0, 0x64646464u, 0x4240u), byte_perm(w1, 0x64646464u, 0x4240u),
+                               byte_perm(w0, 0x64646464u, 0x4341u), byte_perm(w1, 0x64646464u, 0x4341u)};
+        mma16816(c, a, b);
+      }
+    }
+    const int64_t q = (UK * u + 16 * t) / 16;
+    const float X0 = x16[q], X1 = x16[q + 4];
+#pragma unroll
+    for (int rr = 0; rr < 2; ++rr) {
+      const float2 d = h2x2f(r.d[rr]);
+      y[rr] += d.x * (c[2 * rr] - 1152.f * X0) + d.y * (c[2 * rr + 1] - 1152.f * X1);
+    }
+  }
+};
+
+// F16 (layout 0, [n, k] halves). Unit: 64 columns. Lane t: columns 8t + [0, 8) and 32 + 8t + [0, 8) of rows
+// g, g + 8 (64 contiguous bytes of a row per warp load), in natural order; no classes: B is x in every lane
+// and C, kept over all units, is the dot product in every column.
+template <>
+struct Mmd<GGMLType::F16> {
+  static constexpr bool OK = true, PERM = false, FLOAT = true;
+  static constexpr int UK = 64, DEPTH = 4;
+  struct Regs { uint4 q[2][2]; };  // [row][load]
+  __device__ static void load(Regs& r, const QView& v, const int64_t (&row)[2], int64_t u, int t) {
+#pragma unroll
+    for (int rr = 0; rr < 2; ++rr) {
+      const uint8_t* p = v.pay + 2 * (row[rr] * v.k + UK * u + 8 * t);
+      r.q[rr][0] = ld_stream16(p);
+      r.q[rr][1] = ld_stream16(p + 64);
+    }
+  }
+  __device__ static void compute(const Regs& r, const uint16_t* xs, const float*, int64_t u, int, int t,
+                                 float (&)[2], float (&c)[4]) {
+    const uint16_t* xb = xs + mmd_xpos(UK * u) + 8 * t;
+#pragma unroll
+    for (int m = 0; m < 4; ++m) {  // load m / 2, words 2 (m % 2), +1: columns 32 (m / 2) + 8t + 4 (m % 2) + [0, 4)
+      const uint2 x = *reinterpret_cast<const uint2*>(xb + 32 * (m >> 1) + 4 * (m & 1));
+      const uint32_t b[2] = {x.x, x.y};
+      const uint32_t a[4] = {word_of(r.q[0][m >> 1], 2 * (m & 1)), word_of(r.q[1][m >> 1], 2 * (m & 1)),
+                             word_of(r.q[0][m >> 1], 2 * (m & 1) + 1), word_of(r.q[1][m >> 1], 2 * (m & 1) + 1)};
+      mma16816(c, a, b);
+    }
+  }
+};
+#endif  // __CUDACC__
+
+}  // namespace cuda
+}  // namespace inferlab
