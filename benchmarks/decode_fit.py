@@ -42,6 +42,8 @@ def main() -> int:
     ap.add_argument("--path", default="fused_mma", help="matmul path (bench_matmul_ms), e.g. fused_mma")
     ap.add_argument("--fold", default="-1", help="tensor-core kernel's path at T = 1 (tune_mma_decode's fold: -1 per "
                     "type, 0 per run, 1 folded scales, 2 integer), a list")
+    ap.add_argument("--direct", type=int, default=1, help="T = 1 on the direct kernel where it applies (1, the "
+                    "default) or always on the ring kernel, whose knobs --fold sets (0)")
     args = ap.parse_args()
     if not inferlab.cuda_available():
         print("no CUDA device")
@@ -53,6 +55,7 @@ def main() -> int:
     out = []
     for fold in [int(v) for v in args.fold.split(",")]:
         _mm.tune_mma_decode(64, 8, fold, 0)
+        _mm.tune_direct_decode(args.direct)
         try:
             for t in args.types.split(","):
                 ms = []
@@ -72,9 +75,10 @@ def main() -> int:
                                 ceiling_weights_per_ns=ceil_rate))
         finally:
             _mm.tune_mma_decode()
+            _mm.tune_direct_decode()
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(dict(ceiling_gbps=ceiling, device=inferlab.devices()[0]["name"], path=args.path, rows=out), f,
+            json.dump(dict(ceiling_gbps=ceiling, device=inferlab.devices()[0]["name"], path=args.path, direct=args.direct, rows=out), f,
                       indent=1)
     return 0
 

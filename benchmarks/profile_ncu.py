@@ -74,9 +74,10 @@ if __name__ == "__main__":
                     "(matmul.tune_mma_decode), e.g. 64,8,0,1")
     args = ap.parse_args()
     types = [t for t in args.types.split(",") if t]
-    if args.mma:
+    if args.mma:  # knobs of the ring kernel: one row of x on it too (the direct kernel off)
         r, w, f, c = (int(v) for v in args.mma.split(","))
         _mm.tune_mma_decode(r, w, f, c)
+        _mm.tune_direct_decode(0)
     for s in args.only.split(","):
         basic() if s == "basic" else matvec(types)
     inferlab._core.synchronize()

@@ -71,12 +71,14 @@ def run() -> int:
             w = QWeight.from_bytes(make_weight(rng, t, n, k), t, n, k, device="cuda")
             x = rng.standard_normal((1, k)).astype(np.float32)
             mm.tune_mma_decode(64, 8, fold, 0)
+            mm.tune_direct_decode(0)  # the traced kernel is the ring kernel (mmq_kernel)
             try:
                 for i in range(3):
                     print(f"=== {t} fold {fold} n {n} k {k} call {i}", flush=True)
                     matmul(x, w)  # synchronous (NumPy in and out): the kernel's prints follow the marker
             finally:
                 mm.tune_mma_decode()
+                mm.tune_direct_decode()
     return 0
 
 

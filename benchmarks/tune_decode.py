@@ -44,8 +44,8 @@ def main() -> int:
     ap.add_argument("--fold", default="-1", help="path at T = 1: -1 per type, 0 per run, 1 folded scales, 2 integer (list)")
     ap.add_argument("--pdl", default="1", help="programmatic dependent launch on (1) / off (0) (list)")
     ap.add_argument("--cluster", default="0", help="blocks per cluster sharing the staging of x (0: auto) (list)")
-    ap.add_argument("--direct", default="0", help="direct kernel (matmul_mmd.cuh) off (0) / on (1) at T = 1 (list); "
-                    "with 1 the ring kernel's knobs do not apply")
+    ap.add_argument("--direct", default="0,1", help="direct kernel (matmul_mmd.cuh) off (0: the ring kernel) / on "
+                    "(1) at T = 1 (list); with 1 the ring kernel's knobs do not apply")
     ap.add_argument("--dwarps", default="8", help="warps per block of the direct kernel (list)")
     ap.add_argument("--ddepth", default="0", help="units in flight per warp of the direct kernel, 0: per type (list)")
     ap.add_argument("--types", default="Q4_K,Q6_K,Q8_0,F16")
@@ -84,8 +84,7 @@ def main() -> int:
                     if 1 in directs else []
                 for pdl, direct, dw, dd, cl, fold, w, ring in combos:
                     _mm.tune_mma_decode(ring, w, fold, cl)
-                    if direct:
-                        _mm.tune_direct_decode(1, dw, dd)
+                    _mm.tune_direct_decode(1, dw, dd) if direct else _mm.tune_direct_decode(0)
                     old_pdl = _mm.set_pdl(pdl)
                     try:
                         ms = float(_mm.bench_matmul_ms(x, [q._w for q in ws], y, 100, "fused_mma"))

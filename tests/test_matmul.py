@@ -13,6 +13,8 @@ import pathlib
 import shutil
 import subprocess
 
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -392,6 +394,18 @@ def test_cuda_graph_capture(rng, t, T):
     assert (np.abs(y.numpy() - ref) <= tol).all()
 
 
+@contextlib.contextmanager
+def ring_decode():
+    """One row of x on the shared-memory ring kernel too (matmul_mma.cuh; its knobs, tune_mma_decode, apply):
+    the direct kernel (matmul_mmd.cuh), the default for T = 1 and Q4_K / Q6_K / Q8_0 / F16, switched off."""
+    mm = inferlab._core.matmul
+    mm.tune_direct_decode(0)
+    try:
+        yield
+    finally:
+        mm.tune_direct_decode()
+
+
 @pytest.mark.cuda
 @pytest.mark.parametrize("t", ["Q4_K", "Q6_K", "Q8_0", "F16", "Q4_0", "Q5_K", "Q2_K", "BF16"])
 def test_cuda_forced_decode_paths(rng, t):
@@ -424,7 +438,8 @@ def test_cuda_forced_decode_paths(rng, t):
                 if knobs:
                     mm.tune_mma_decode(*knobs)
                 try:
-                    mm.bench_matmul_ms(inferlab.DeviceArray.from_numpy(x, "cuda"), [w._w], y, 1, path)
+                    with ring_decode():
+                        mm.bench_matmul_ms(inferlab.DeviceArray.from_numpy(x, "cuda"), [w._w], y, 1, path)
                 finally:
                     mm.tune_mma_decode()
                 tol = tolerance("mma" if path == "fused_mma" else "fp32", k, mag, ref, "float32", t)
@@ -476,7 +491,8 @@ def test_cuda_mma_decode_nan_inf_and_pdl(rng, t):
     for fold in (1, 2):
         mm.tune_mma_decode(64, 8, fold, 2)
         try:
-            y1 = [matmul(x[i:i + 1], w)[0] for i in range(T)]
+            with ring_decode():
+                y1 = [matmul(x[i:i + 1], w)[0] for i in range(T)]
         finally:
             mm.tune_mma_decode()
         assert np.isnan(y1[1]).all() and not np.isfinite(y1[2]).any(), fold
@@ -506,7 +522,8 @@ def test_cuda_integer_decode_path(rng, t, shape):
     mm = inferlab._core.matmul
     mm.tune_mma_decode(64, 8, 2)
     try:
-        y = matmul(x, w)
+        with ring_decode():
+            y = matmul(x, w)
     finally:
         mm.tune_mma_decode()
     xf = x[0].astype(np.float64)
@@ -517,8 +534,9 @@ def test_cuda_integer_decode_path(rng, t, shape):
     err = np.abs(y[0] - ref)
     tol = qbound + 4.0 * np.sqrt(k) * 2.0 ** -24 * mag + 1e-28 * np.abs(W).sum(axis=1)
     assert (err <= tol).all(), float(np.max(err / tol))
-    # the integer path is the one measured: the default (fp16) path gives another result
-    assert not np.array_equal(matmul(x, w), y)
+    # the integer path is the one measured: the ring kernel's fp16 path gives another result
+    with ring_decode():
+        assert not np.array_equal(matmul(x, w), y)
 
 
 @pytest.mark.cuda
@@ -527,8 +545,8 @@ def test_cuda_direct_decode(rng, t):
     """The direct tensor-core decode kernel (T = 1; weights loaded into registers, tune_direct_decode(1)):
     within the mma precision class at Llama-3 down / Phi-3 o shapes and small odd ones, with 8 and 3 warps
     (3: units not a multiple of the warps), fp16 / bf16 x, bias with fp16 output, x rescaled past 2^15, and
-    NaN / inf in x reaching y as on the default path. It is the kernel that runs: its result differs from
-    the default path's in the last bits."""
+    NaN / inf in x reaching y as on the ring kernel. It is the kernel that runs: its result differs from
+    the ring kernel's in the last bits. Q6_K also past its K limit (14336: the ring kernel runs)."""
     if not _mma_available():
         pytest.skip("the tensor-core decode kernels need compute capability >= 9")
     mm = inferlab._core.matmul
@@ -537,7 +555,8 @@ def test_cuda_direct_decode(rng, t):
         w = QWeight.from_bytes(raw, t, n, k, device="cuda")
         W = ref_dequant(raw, t, n, k)
         x = rng.standard_normal((1, k)).astype(np.float32)
-        y_default = matmul(x, w)
+        with ring_decode():
+            y_ring = matmul(x, w)
         for warps in (8, 3):
             mm.tune_direct_decode(1, warps)
             try:
@@ -546,7 +565,9 @@ def test_cuda_direct_decode(rng, t):
             finally:
                 mm.tune_direct_decode()
             if n == 3072:
-                assert not np.array_equal(y, y_default)
+                assert not np.array_equal(y, y_ring)
+            if t == "Q6_K" and k > 8192:
+                assert np.array_equal(y, y_ring)
     n, k = 203, 1024
     raw = make_weight(rng, t, n, k)
     w = QWeight.from_bytes(raw, t, n, k, device="cuda")
@@ -558,6 +579,10 @@ def test_cuda_direct_decode(rng, t):
     y_default = matmul(x, w)
     mm.tune_direct_decode(1)
     try:
+        for depth in (2, 3, 4):  # weight units in flight per warp
+            mm.tune_direct_decode(1, 8, depth)
+            run_and_check(rng, "cuda", t, n, k, 1, w=w, raw=raw, W=W, label=f"direct depth {depth}")
+        mm.tune_direct_decode(1)
         for x_dtype in ("float16", "bfloat16"):
             run_and_check(rng, "cuda", t, n, k, 1, w=w, raw=raw, W=W, x_dtype=x_dtype, label="direct")
         run_and_check(rng, "cuda", t, n, k, 1, w=w, raw=raw, W=W, bias=True, out_dtype="float16", label="direct")

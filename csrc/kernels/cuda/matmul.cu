@@ -1015,9 +1015,14 @@ void launch_mmq_kernel(const MmvArgs& c, int64_t grid, int warps, int cl, cudaSt
   launch_decode(mmq_kernel<TY, I8>, grid, warps * 32, smem, stream, c, cl);
 }
 
-// Direct tensor-core decode (mmd_kernel) for one row of x: 0 off, 1 on where it applies (Q4_K, Q6_K, Q8_0,
-// F16 with k % Mmd<TY>::UK == 0; tune_direct_decode). Warps per block: g_mmd_warps.
-int g_mmd = 0;
+// Direct tensor-core decode (mmd_kernel) for one row of x: 1 (default) where it applies (Q4_K, Q6_K up to
+// Mmd<TY>::MAX_K, Q8_0, F16; k % Mmd<TY>::UK == 0), 0 never (tune_direct_decode). Measured on an H200
+// (benchmarks/tune_decode.py --direct 0,1, 2026-12-03; % of the copy ceiling, direct against the ring kernel),
+// Phi-3 o / Llama-3 o / Llama-3 down: Q4_K 25.1 / 34.1 / 43.2 against 19.9 / 27.9 / 38.7; Q8_0 50.7 /
+// 61.3 / 77.6 against 37.8 / 47.2 / 66.2; F16 68.8 / 78.7 / 90.4 against 58.3 / 68.8 / 86.3; Q6_K 31.9 /
+// 40.9 / 52.1 against 29.7 / 38.0 / 56.4 (hence its MAX_K). Warps per block: g_mmd_warps (4 instead of 8:
+// -7 to -17 points: the grid has one block per 16 rows, so warps per block set warps per multiprocessor).
+int g_mmd = 1;
 int g_mmd_warps = kMmdMaxWarps;
 int g_mmd_depth = 0;  // units in flight per warp: 2, 3, 4; 0: Mmd<TY>::DEPTH
 constexpr int kMmdSmemLimit = 100 * 1024;  // opt-in dynamic shared memory of mmd_kernel (x and its sums)
@@ -1025,7 +1030,8 @@ constexpr int kMmdSmemLimit = 100 * 1024;  // opt-in dynamic shared memory of mm
 template <GGMLType TY>
 bool mmd_applies(const MmvArgs& a) {
   if constexpr (Mmd<TY>::OK)
-    return g_mmd == 1 && a.t == 1 && a.w.k % Mmd<TY>::UK == 0 && mmd_smem_bytes(a.w.k) <= kMmdSmemLimit;
+    return g_mmd == 1 && a.t == 1 && a.w.k % Mmd<TY>::UK == 0 && a.w.k <= Mmd<TY>::MAX_K &&
+           mmd_smem_bytes(a.w.k) <= kMmdSmemLimit;
   else
     return false;
 }

@@ -38,6 +38,7 @@
 // mma path of matmul_mma.cuh (whose A carries the scale rounded to fp16).
 #pragma once
 #include <cstdint>
+#include <climits>
 
 #include "kernels/cuda/dequant.cuh"
 #include "kernels/cuda/matmul_kernels.cuh"
@@ -88,7 +89,8 @@ template <>
 struct Mmd<GGMLType::Q4_K> {
   using Q = QT<GGMLType::Q4_K>;
   static constexpr bool OK = true, PERM = true, FLOAT = false;
-  static constexpr int UK = 256, DEPTH = 3;
+  static constexpr int UK = 256, DEPTH = 2;
+  static constexpr int64_t MAX_K = INT64_MAX;
   struct Regs { uint4 q[2][2]; uint4 s[2]; };  // [row g, g + 8][load]; headers
   __device__ static void load(Regs& r, const QView& v, const int64_t (&row)[2], int64_t u, int t) {
 #pragma unroll
@@ -155,6 +157,10 @@ struct Mmd<GGMLType::Q6_K> {
   using Q = QT<GGMLType::Q6_K>;
   static constexpr bool OK = true, PERM = true, FLOAT = false;
   static constexpr int UK = 256, DEPTH = 2;
+  // Beyond this K the ring kernel (matmul_mma.cuh) is faster for Q6_K: measured on an H200, 2026-12-03,
+  // Llama-3 down (K = 14336) 52.1% of the copy ceiling against 56.4%; at K = 3072 / 4096 the direct kernel
+  // is ahead (31.9 / 40.9 against 29.7 / 38.0).
+  static constexpr int64_t MAX_K = 8192;
   struct Regs { uint4 lo[2], hi[2], qh[2]; uint2 sc[2]; uint32_t d[2]; };  // per row g, g + 8
   __device__ static void load(Regs& r, const QView& v, const int64_t (&row)[2], int64_t u, int t) {
     const int h = t >> 1, lh = t & 1;
@@ -228,6 +234,7 @@ struct Mmd<GGMLType::Q8_0> {
   using Q = QT<GGMLType::Q8_0>;
   static constexpr bool OK = true, PERM = true, FLOAT = false;
   static constexpr int UK = 128, DEPTH = 4;
+  static constexpr int64_t MAX_K = INT64_MAX;
   struct Regs { uint4 q[2][2]; uint32_t d[2]; };  // [row][load]; d: [row] = d of block t/2 | d of 2 + t/2 << 16
   __device__ static void load(Regs& r, const QView& v, const int64_t (&row)[2], int64_t u, int t) {
 #pragma unroll
@@ -272,7 +279,8 @@ struct Mmd<GGMLType::Q8_0> {
 template <>
 struct Mmd<GGMLType::F16> {
   static constexpr bool OK = true, PERM = false, FLOAT = true;
-  static constexpr int UK = 64, DEPTH = 4;
+  static constexpr int UK = 64, DEPTH = 3;
+  static constexpr int64_t MAX_K = INT64_MAX;
   struct Regs { uint4 q[2][2]; };  // [row][load]
   __device__ static void load(Regs& r, const QView& v, const int64_t (&row)[2], int64_t u, int t) {
 #pragma unroll

@@ -14,8 +14,13 @@ the weight is streamed into shared memory by the copy engine) it uses tensor cor
 fp16 in registers (the code exactly, times its block scale rounded to fp16, plus its min rounded to fp16,
 one rounding), x is rounded to fp16 -- scaled first by a power of two when its largest magnitude reaches
 2^15, so large activations never overflow, and the scale is undone on the float32 result -- and products
-accumulate in float32. For one row of x (T = 1) and Q4_K / Q5_K weights with finite x, the scales are
-applied after the multiply instead: the mma sums the exact codes (as fp16 1024 + code) times fp16 x per
+accumulate in float32. For one row of x (T = 1) and Q4_K, Q6_K (K up to 8192), Q8_0 or F16 weights, a
+second tensor-core kernel loads the weight straight into registers (no shared-memory staging) and applies
+the scales after the multiply: the mma sums the exact codes (as fp16 1024 + code) times fp16 x per scale
+class in float32, and each class's sum is scaled (and its min and code offset taken off with the float32 sum
+of its x) in float32, so the weights are not rounded to fp16 at all; a block whose x holds inf / NaN takes a
+float32 path instead. For one row of x and Q5_K weights (and Q4_K when that kernel is switched off) with
+finite x, the shared-memory kernel applies the scales after the multiply the same way: the mma sums the exact codes (as fp16 1024 + code) times fp16 x per
 sub-block in float32, and each sub-block's sum is scaled (and its min and code offset taken off with the
 float32 sum of its x) in float32, so the weights are not rounded to fp16 at all. That is the precision class of prefill below
 (a few fp16 units in the last place per product; the CPU and the reference stay float32). An integer path
