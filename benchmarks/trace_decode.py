@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Phase timings of the tensor-core decode kernel (mmq_kernel) from a traced build, and their summary.
+"""Phase timings of the tensor-core decode kernels (mmq_kernel, mmd_kernel) from a traced build, and their summary.
 
 A build with the kernel's trace points compiled in (diagnostic only; never for measurements of speed):
 
@@ -11,6 +11,9 @@ Thread 0 of blocks 0 and gridDim / 2 prints, in SM cycles from its start: when i
 issued, when the programmatic-launch wait returned, when x was staged, and per chunk when its tile was
 ready and when its refill was issued (after the block barrier). The summary gives those and the mean
 cycles per chunk spent computing (ready -> refill issued) and waiting (refill issued -> next tile ready).
+For the direct kernel (mmd_kernel, cases "direct") a "chunk" is a unit of thread 0's warp: ready is when its
+compute starts (after x is staged), done when the reload of its registers is issued; "stages" is the units
+in flight per warp; "issued" is after the first units' loads.
 """
 from __future__ import annotations
 
@@ -67,14 +70,16 @@ def run() -> int:
     mm = inferlab._core.matmul
     rng = np.random.default_rng(0)
     for n, k in [(1056, 14336), (4096, 14336), (4096, 4096)]:
-        for t, fold in [("Q8_0", 0), ("Q8_0", 2), ("Q4_K", 2), ("Q6_K", 0), ("F16", -1)]:
+        for t, fold in [("Q8_0", 0), ("Q8_0", 2), ("Q4_K", 2), ("Q6_K", 0), ("F16", -1),
+                        ("Q4_K", "direct"), ("Q8_0", "direct"), ("F16", "direct")]:
             w = QWeight.from_bytes(make_weight(rng, t, n, k), t, n, k, device="cuda")
             x = rng.standard_normal((1, k)).astype(np.float32)
-            mm.tune_mma_decode(64, 8, fold, 0)
-            mm.tune_direct_decode(0)  # the traced kernel is the ring kernel (mmq_kernel)
+            direct = fold == "direct"
+            mm.tune_mma_decode(64, 8, -1 if direct else fold, 0)
+            mm.tune_direct_decode(1 if direct else 0)  # the ring kernel (mmq_kernel) unless "direct" (mmd_kernel)
             try:
                 for i in range(3):
-                    print(f"=== {t} fold {fold} n {n} k {k} call {i}", flush=True)
+                    print(f"=== {t} {'direct' if direct else f'fold {fold}'} n {n} k {k} call {i}", flush=True)
                     matmul(x, w)  # synchronous (NumPy in and out): the kernel's prints follow the marker
             finally:
                 mm.tune_mma_decode()

@@ -782,6 +782,10 @@ __global__ void __launch_bounds__(kMmdMaxWarps * 32, 2) mmd_kernel(const MmvArgs
   const int64_t rows[2] = {imin64(row0 + g, N - 1), imin64(row0 + g + 8, N - 1)};  // loads clamp; stores check
   uint16_t* xs = reinterpret_cast<uint16_t*>(mmd_smem);
   float* x16 = reinterpret_cast<float*>(xs + mmd_xpos(K));
+#ifdef INFERLAB_MMQ_TRACE
+  long long trace_[48] = {};
+#endif
+  MMQ_TRACE(0);
 
   // Weights first (they do not depend on earlier kernels): the warp's first DEPTH units.
   typename M::Regs buf[DEPTH];
@@ -790,8 +794,10 @@ __global__ void __launch_bounds__(kMmdMaxWarps * 32, 2) mmd_kernel(const MmvArgs
     const int64_t u = warp + (int64_t)d * W;
     if (u < nu) M::load(buf[d], a.w, rows, u, t);
   }
+  MMQ_TRACE(1);
   pdl_trigger();
   pdl_wait();
+  MMQ_TRACE(2);
 
   // x as fp16; staged again, scaled by a power of two, when it reaches 2^15 (rare).
   float m = mmd_stage_x<M::PERM>(a, xs, x16, 1.f);
@@ -815,6 +821,7 @@ __global__ void __launch_bounds__(kMmdMaxWarps * 32, 2) mmd_kernel(const MmvArgs
     mmd_stage_x<M::PERM>(a, xs, x16, xscale);
     __syncthreads();
   }
+  MMQ_TRACE(3);
 
   float y[2] = {0.f, 0.f};           // quantized: rows g, g + 8 over this lane's classes
   float c[4] = {0.f, 0.f, 0.f, 0.f};  // F16: the C fragment over all units
@@ -823,9 +830,11 @@ __global__ void __launch_bounds__(kMmdMaxWarps * 32, 2) mmd_kernel(const MmvArgs
     for (int d = 0; d < DEPTH; ++d) {
       const int64_t u = u0 + (int64_t)d * W;
       if (u >= nu) break;  // uniform over the warp
+      MMQ_TRACE(4 + 2 * ((u - warp) / W));  // thread 0: its warp's j-th unit, 4 + 2 j
       M::compute(buf[d], xs, x16, u, g, t, y, c);
       const int64_t un = u + (int64_t)DEPTH * W;
       if (un < nu) M::load(buf[d], a.w, rows, un, t);
+      MMQ_TRACE(5 + 2 * ((u - warp) / W));
     }
   }
   if (M::FLOAT) {  // every column of C is the dot product: take column 0 (lanes t == 0)
@@ -855,6 +864,17 @@ __global__ void __launch_bounds__(kMmdMaxWarps * 32, 2) mmd_kernel(const MmvArgs
         static_cast<float*>(a.y)[row] = v;
     }
   }
+  MMQ_TRACE(47);
+#ifdef INFERLAB_MMQ_TRACE
+  if (threadIdx.x == 0 && (blockIdx.x == 0 || blockIdx.x == gridDim.x / 2)) {  // same format as mmq_kernel
+    const int nj = (int)((nu + W - 1) / W);  // units of warp 0
+    printf("TRACE blk %d nchunks %d S %d: issued %lld pdl %lld staged %lld end %lld\n", (int)blockIdx.x, nj, DEPTH,
+           trace_[1] - trace_[0], trace_[2] - trace_[0], trace_[3] - trace_[0], trace_[47] - trace_[0]);
+    for (int j = 0; j < nj && j < 21; ++j)
+      printf("TRACE blk %d chunk %d ready %lld done %lld\n", (int)blockIdx.x, j, trace_[4 + 2 * j] - trace_[0],
+             trace_[5 + 2 * j] - trace_[0]);
+  }
+#endif
 }
 
 int sm_count() {
