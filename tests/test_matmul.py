@@ -8,12 +8,11 @@ precision of the path taken (see inferlab.kernels._matmul).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import shutil
 import subprocess
-
-import contextlib
 
 import numpy as np
 import pytest

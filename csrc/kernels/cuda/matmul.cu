@@ -42,6 +42,15 @@ __device__ __forceinline__ void pdl_trigger() {
 #endif
 }
 
+// The decode kernels' epilogue: y[t, row] = v + bias[row], stored as fp16 or float32 (a.y_f16).
+__device__ __forceinline__ void store_y(const MmvArgs& a, int64_t t, int64_t row, float v) {
+  if (a.bias) v += __ldg(a.bias + row);
+  if (a.y_f16)
+    static_cast<__half*>(a.y)[t * a.w.n + row] = __float2half_rn(v);
+  else
+    static_cast<float*>(a.y)[t * a.w.n + row] = v;
+}
+
 // ============================================================================================
 // Decode: fused dequantize + multiply, T <= 8 (building blocks in matmul_kernels.cuh)
 // ============================================================================================
@@ -107,11 +116,7 @@ __global__ void __launch_bounds__(kMmvThreads) mmv_kernel(const MmvArgs a) {
       for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
       const int64_t row = row0 + r;
       if (lane == ((r * TMAX + t) & 31) && t < T && row < N) {
-        if (a.bias) v += __ldg(a.bias + row);
-        if (a.y_f16)
-          static_cast<__half*>(a.y)[(int64_t)t * N + row] = __float2half_rn(v);
-        else
-          static_cast<float*>(a.y)[(int64_t)t * N + row] = v;
+        store_y(a, t, row, v);
       }
     }
   }
@@ -183,11 +188,7 @@ __global__ void __launch_bounds__(kMmvkMaxWarps * 32) mmvk_kernel(const MmvArgs 
     if (t < T && row < N) {
       float v = 0.f;
       for (int w = 0; w < W; ++w) v += red[w][r][t];
-      if (a.bias) v += __ldg(a.bias + row);
-      if (a.y_f16)
-        static_cast<__half*>(a.y)[(int64_t)t * N + row] = __float2half_rn(v);
-      else
-        static_cast<float*>(a.y)[(int64_t)t * N + row] = v;
+      store_y(a, t, row, v);
     }
   }
 }
@@ -676,11 +677,7 @@ __global__ void __launch_bounds__(kMmqMaxWarps * 32, 2) mmq_kernel(const MmvArgs
       float v = 0.f;
       for (int w = 0; w < W; ++w) v += red[w][l][c];
       v /= xscale[t];
-      if (a.bias) v += __ldg(a.bias + row);
-      if (a.y_f16)
-        static_cast<__half*>(a.y)[(int64_t)t * N + row] = __float2half_rn(v);
-      else
-        static_cast<float*>(a.y)[(int64_t)t * N + row] = v;
+      store_y(a, t, row, v);
     }
   }
 #ifdef INFERLAB_MMQ_TRACE
@@ -756,13 +753,7 @@ __device__ void mmd_nonfinite_rows(const MmvArgs& a, int64_t row0) {
     }
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-    if (lane == 0) {
-      if (a.bias) s += __ldg(a.bias + row);
-      if (a.y_f16)
-        static_cast<__half*>(a.y)[row] = __float2half_rn(s);
-      else
-        static_cast<float*>(a.y)[row] = s;
-    }
+    if (lane == 0) store_y(a, 0, row, s);
   }
 }
 
@@ -856,12 +847,7 @@ __global__ void __launch_bounds__(kMmdMaxWarps * 32, 2) mmd_kernel(const MmvArgs
     if (row < N) {
       float v = 0.f;
       for (int w = 0; w < W; ++w) v += red[w][threadIdx.x];
-      v /= xscale;
-      if (a.bias) v += __ldg(a.bias + row);
-      if (a.y_f16)
-        static_cast<__half*>(a.y)[row] = __float2half_rn(v);
-      else
-        static_cast<float*>(a.y)[row] = v;
+      store_y(a, 0, row, v / xscale);
     }
   }
   MMQ_TRACE(47);
@@ -1540,11 +1526,11 @@ void tune_mma_decode(int ring_kib, int warps, int fold, int cluster) {
 
 void tune_direct_decode(int mode, int warps, int depth) {
   IL_CHECK_ARG(mode == 0 || mode == 1, "mode must be 0 (off) or 1 (on), got ", mode);
-  IL_CHECK_ARG(depth == 0 || (depth >= 2 && depth <= 4), "depth must be 0 (per type), 2, 3 or 4, got ", depth);
-  g_mmd_depth = depth;
   IL_CHECK_ARG(warps >= 1 && warps <= kMmdMaxWarps, "warps must be in [1, ", kMmdMaxWarps, "], got ", warps);
+  IL_CHECK_ARG(depth == 0 || (depth >= 2 && depth <= 4), "depth must be 0 (per type), 2, 3 or 4, got ", depth);
   g_mmd = mode;
   g_mmd_warps = warps;
+  g_mmd_depth = depth;
 }
 
 bool set_pdl_enabled(bool on) {
