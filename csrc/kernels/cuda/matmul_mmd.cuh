@@ -13,13 +13,16 @@
 // g + 8 only (its A fragment rows).
 //
 // Classes (as the folded path of matmul_mma.cuh). With one row of x, B's 8 columns carry "classes": runs of
-// weights that share one scale per row. Lane (g, t) gives column g its x values masked to zero unless their
-// class is g. For the quantized types a lane's weights belong to classes 2t and 2t + 1 only (Q6_K: four
-// classes, in two accumulators), so lane (g, t)'s C fragment (rows g, g + 8; columns 2t, 2t + 1) holds
-// exactly its own classes' sums and the lane applies its rows' scales itself. A holds the codes as the
-// exact fp16 1024 + c (one LOP3 or PRMT per pair), so C = sum (c + 1024) x over a class; the lane subtracts
-// (1024 + the type's code offset) times the class's sum of x (staged with x) in float32. F16 needs no
-// classes: every column is the whole dot product.
+// weights that share one scale per row. Lane (g, t) gives column g its x values where their class is g and
+// zeros elsewhere: its B load reads x or 16 zero halves in shared memory (the address chosen once per
+// unit, no masking per mma). For the quantized types a lane's weights belong to classes 2t and 2t + 1 only
+// (Q6_K: four classes, in two accumulators), so lane (g, t)'s C fragment (rows g, g + 8; columns 2t, 2t + 1)
+// holds exactly its own classes' sums and the lane applies its rows' scales itself. A holds the codes as
+// the exact fp16 1024 + s c with s = 1 or 16: a code's bits are masked where they lie (a nibble at bits
+// 4..7 gives 16 c) and OR-ed with the exponent, one LOP3 with the masks in registers (MmdLane::k) or one
+// PRMT per register, so C = sum (1024 + s c) x over a class; the lane subtracts 1024 (plus s times the type's
+// code offset) times the class's sum of x (staged with x) and divides by s, in float32 (s is a power of
+// two: exact). F16 needs no classes: every column is the whole dot product.
 //
 // Virtual k order. Lane t's A registers of row g hold two k-pairs of its own choosing (P0 in a[0], P1 in
 // a[2]); its B registers hold x at the same pairs. The mma sums over k, so any pairing works when A and B
@@ -51,8 +54,9 @@ constexpr int kMmdMaxWarps = 8;   // warps per block (fewer when a row has fewer
 
 // Half index of element k of x in the staged row (k % 4 == 0 for the start of a group of 4).
 IL_HD int64_t mmd_xpos(int64_t k) { return k + 4 * (k >> 6); }
-// Dynamic shared memory of mmd_kernel for K (a multiple of 64): staged x, then K / 16 float sums.
-IL_HD int64_t mmd_smem_bytes(int64_t k) { return 2 * mmd_xpos(k) + 4 * (k / 16); }
+// Dynamic shared memory of mmd_kernel for K (a multiple of 64): with raw (x_async), x as given (float32, K * 4
+// bytes, copied in by asynchronous copies); then staged x and K / 16 float sums.
+IL_HD int64_t mmd_smem_bytes(int64_t k, bool raw) { return (raw ? 4 * k : 0) + 2 * mmd_xpos(k) + 4 * (k / 16); }
 
 // Pair (bytes 0, 2) of the low nibbles of w as fp16 1024 + nibble.
 IL_HD uint32_t mmd_nib(uint32_t w) { return (w & 0x000f000fu) | 0x64006400u; }
@@ -72,12 +76,30 @@ __device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], 
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
-// B registers: 4 staged x (P0, P1 pairs) at half index p, masked.
-__device__ __forceinline__ void mmd_b(uint32_t (&b)[2], const uint16_t* p, uint32_t mask) {
-  const uint2 v = *reinterpret_cast<const uint2*>(p);
-  b[0] = v.x & mask;
-  b[1] = v.y & mask;
+// A lane's constants for Mmd<TY>::compute: its (g, t), 16 zero halves in shared memory (B of the lanes
+// that feed no class, by address instead of by mask), and the mask / fp16-exponent words of the code
+// extraction held in registers (k[]: from a shuffle, so that ptxas does not split (w & m) | e into two
+// instructions with immediates).
+struct MmdLane {
+  int g, t;
+  const uint16_t* zeros;
+  uint32_t k[5];  // 0x000f000f, 0x00f000f0, 0x64006400, 0x00300030, 0x03000300
+};
+
+// (a & b) | c in one LOP3.
+__device__ __forceinline__ uint32_t lop_and_or(uint32_t a, uint32_t b, uint32_t c) {
+  uint32_t d;
+  asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+  return d;
 }
+
+// B registers: 4 staged x at half index p (P0, P1 pairs), unmasked.
+__device__ __forceinline__ void mmd_b(uint32_t (&b)[2], const uint16_t* p) {
+  const uint2 v = *reinterpret_cast<const uint2*>(p);
+  b[0] = v.x;
+  b[1] = v.y;
+}
+
 
 // Q4_K. Unit: one ggml block (256 columns). Lane t: code bytes qs[16t, 16t + 16) and qs[64 + 16t, +16) of
 // rows g, g + 8 (each of the warp's 16-byte loads then reads 64 contiguous bytes of a row: whole sectors),
@@ -89,8 +111,7 @@ template <>
 struct Mmd<GGMLType::Q4_K> {
   using Q = QT<GGMLType::Q4_K>;
   static constexpr bool OK = true, PERM = true, FLOAT = false;
-  static constexpr int UK = 256, DEPTH = 2;
-  static constexpr int64_t MAX_K = INT64_MAX;
+  static constexpr int UK = 256, DEPTH = 3;
   struct Regs { uint4 q[2][2]; uint4 s[2]; };  // [row g, g + 8][load]; headers
   __device__ static void load(Regs& r, const QView& v, const int64_t (&row)[2], int64_t u, int t) {
 #pragma unroll
@@ -101,23 +122,30 @@ struct Mmd<GGMLType::Q4_K> {
       r.s[rr] = ld_ro16(Q::side(v, row[rr], u));
     }
   }
-  __device__ static void compute(const Regs& r, const uint16_t* xs, const float* x16, int64_t u, int g, int t,
+  // Low nibbles as 1024 + q, high nibbles masked in place (not shifted) as 1024 + 16 q: one LOP3 per A register
+  // (and one shift per word for its bytes 1, 3).
+  __device__ static void compute(const Regs& r, const MmdLane& ln, const uint16_t* xs, const float* x16, int64_t u,
                                  float (&y)[2], float (&)[4]) {
+    const int g = ln.g, t = ln.t;
     float c[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
-    const uint32_t mlo = g == 2 * t ? ~0u : 0u, mhi = g == 2 * t + 1 ? ~0u : 0u;
 #pragma unroll
     for (int L = 0; L < 2; ++L) {
       const int64_t seg = UK * u + 64 * (2 * L + (t >> 1));  // column of the chunk's first element
       const uint16_t* xb = xs + mmd_xpos(seg) + 16 * (t & 1);
+      const uint16_t* xlo = g == 2 * t ? xb : ln.zeros;
+      const uint16_t* xhi = g == 2 * t + 1 ? xb + 32 : ln.zeros;
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         const uint32_t w0 = word_of(r.q[0][L], i), w1 = word_of(r.q[1][L], i);
+        const uint32_t v0 = w0 >> 8, v1 = w1 >> 8;
         uint32_t b[2];
-        mmd_b(b, xb + 4 * i, mlo);
-        const uint32_t alo[4] = {mmd_nib(w0), mmd_nib(w1), mmd_nib(w0 >> 8), mmd_nib(w1 >> 8)};
+        mmd_b(b, xlo + 4 * i);
+        const uint32_t alo[4] = {lop_and_or(w0, ln.k[0], ln.k[2]), lop_and_or(w1, ln.k[0], ln.k[2]),
+                                 lop_and_or(v0, ln.k[0], ln.k[2]), lop_and_or(v1, ln.k[0], ln.k[2])};
         mma16816(c[L], alo, b);
-        mmd_b(b, xb + 32 + 4 * i, mhi);
-        const uint32_t ahi[4] = {mmd_nib(w0 >> 4), mmd_nib(w1 >> 4), mmd_nib(w0 >> 12), mmd_nib(w1 >> 12)};
+        mmd_b(b, xhi + 4 * i);
+        const uint32_t ahi[4] = {lop_and_or(w0, ln.k[1], ln.k[2]), lop_and_or(w1, ln.k[1], ln.k[2]),
+                                 lop_and_or(v0, ln.k[1], ln.k[2]), lop_and_or(v1, ln.k[1], ln.k[2])};
         mma16816(c[L], ahi, b);
       }
     }
@@ -128,20 +156,28 @@ struct Mmd<GGMLType::Q4_K> {
       X[L][0] = x16[q];
       X[L][1] = x16[q + 2];
     }
+    // The lane's classes are sub-blocks j = 4L + 2 (t / 2) + hi: bytes 2 (t / 2) + hi of the 6-bit scale / min
+    // words (get_scale_min_k4), both hi at once per word; j >= 4 (L = 1) take their top bits from bytes 0..3.
+    const int sh = 16 * (t >> 1);
 #pragma unroll
     for (int rr = 0; rr < 2; ++rr) {
       const uint4 s = r.s[rr];
       const float2 dd = h2x2f(s.x);  // d, dmin
+      const uint32_t A2 = s.y >> sh, B2 = s.z >> sh, C2 = s.w >> sh;
+      const uint32_t scp[2] = {A2 & 0x3f3fu, (C2 & 0x0f0fu) | ((A2 >> 2) & 0x3030u)};
+      const uint32_t mnp[2] = {B2 & 0x3f3fu, ((C2 >> 4) & 0x0f0fu) | ((B2 >> 2) & 0x3030u)};
       float acc = 0.f, accm = 0.f;
 #pragma unroll
-      for (int L = 0; L < 2; ++L)
-#pragma unroll
-        for (int hi = 0; hi < 2; ++hi) {
-          float sc, mn;
-          scale_min_k4(s.y, s.z, s.w, 2 * (2 * L + (t >> 1)) + hi, sc, mn);
-          acc += sc * (c[L][2 * rr + hi] - 1024.f * X[L][hi]);
-          accm += mn * X[L][hi];
-        }
+      for (int L = 0; L < 2; ++L) {
+        // byte -> float without a conversion: 2^23 + v - 2^23 (low nibbles) and 2^19 + v / 16 - 2^19 (high
+        // nibbles, whose codes enter A times 16)
+        const float sc0 = u2f(byte_perm(scp[L], 0x4B000000u, 0x7440u)) - 8388608.f;
+        const float sc1 = u2f(byte_perm(scp[L], 0x49000000u, 0x7441u)) - 524288.f;
+        const float mn0 = u2f(byte_perm(mnp[L], 0x4B000000u, 0x7440u)) - 8388608.f;
+        const float mn1 = u2f(byte_perm(mnp[L], 0x4B000000u, 0x7441u)) - 8388608.f;
+        acc += sc0 * (c[L][2 * rr] - 1024.f * X[L][0]) + sc1 * (c[L][2 * rr + 1] - 1024.f * X[L][1]);
+        accm += mn0 * X[L][0] + mn1 * X[L][1];
+      }
       y[rr] += dd.x * acc - dd.y * accm;
     }
   }
@@ -157,10 +193,6 @@ struct Mmd<GGMLType::Q6_K> {
   using Q = QT<GGMLType::Q6_K>;
   static constexpr bool OK = true, PERM = true, FLOAT = false;
   static constexpr int UK = 256, DEPTH = 2;
-  // Beyond this K the ring kernel (matmul_mma.cuh) is faster for Q6_K: measured on an H200, 2026-12-03,
-  // Llama-3 down (K = 14336) 52.1% of the copy ceiling against 56.4%; at K = 3072 / 4096 the direct kernel
-  // is ahead (31.9 / 40.9 against 29.7 / 38.0).
-  static constexpr int64_t MAX_K = 8192;
   struct Regs { uint4 lo[2], hi[2], qh[2]; uint2 sc[2]; uint32_t d[2]; };  // per row g, g + 8
   __device__ static void load(Regs& r, const QView& v, const int64_t (&row)[2], int64_t u, int t) {
     const int h = t >> 1, lh = t & 1;
@@ -174,38 +206,39 @@ struct Mmd<GGMLType::Q6_K> {
       r.d[rr] = ld_ro2(Q::side(v, row[rr], u));
     }
   }
-  // fp16 1024 + 6-bit code of bytes (0, 2) of ql >> sl (nibble) and qh >> / << (2 high bits at bits 4, 5).
-  __device__ static uint32_t code(uint32_t ql, uint32_t qh) {
-    return (ql & 0x000f000fu) | (qh & 0x00300030u) | 0x64006400u;
-  }
-  __device__ static void compute(const Regs& r, const uint16_t* xs, const float* x16, int64_t u, int g, int t,
+  // Codes in place: classes 0, 1 (low nibbles) as 1024 + q, classes 2, 3 (high nibbles, not shifted) as
+  // 1024 + 16 q; the qh bits moved by one shift per (class pair, byte pair); two LOP3 per A register.
+  __device__ static void compute(const Regs& r, const MmdLane& ln, const uint16_t* xs, const float* x16, int64_t u,
                                  float (&y)[2], float (&)[4]) {
+    const int g = ln.g, t = ln.t;
     float c[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
     const int h = t >> 1, lh = t & 1;
     const int64_t k0 = UK * u + 128 * h + 16 * lh;
     const uint16_t* xb = xs + mmd_xpos(k0 - 16 * lh) + 16 * lh;  // a 64-element segment starts at k0 - 16 lh
-    const uint32_t m0 = g == 2 * t ? ~0u : 0u, m1 = g == 2 * t + 1 ? ~0u : 0u;
+    const uint16_t* xj[4];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) xj[j] = g == 2 * t + (j & 1) ? xb + 32 * j + 4 * (j >> 1) : ln.zeros;
+    const uint32_t MLO = ln.k[0], MHI = ln.k[1], E = ln.k[2], H1 = ln.k[3], H16 = ln.k[4];
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       uint32_t a[4][4];  // [class j][A register]
 #pragma unroll
       for (int rr = 0; rr < 2; ++rr) {
         const uint32_t A = word_of(r.lo[rr], i), B = word_of(r.hi[rr], i), H = word_of(r.qh[rr], i);
-        a[0][rr] = code(A, H << 4);
-        a[0][rr + 2] = code(A >> 8, H >> 4);
-        a[1][rr] = code(B, H << 2);
-        a[1][rr + 2] = code(B >> 8, H >> 6);
-        a[2][rr] = code(A >> 4, H);
-        a[2][rr + 2] = code(A >> 12, H >> 8);
-        a[3][rr] = code(B >> 4, H >> 2);
-        a[3][rr + 2] = code(B >> 12, H >> 10);
+        const uint32_t A8 = A >> 8, B8 = B >> 8, H4 = H << 4, H2 = H << 2, Hr4 = H >> 4, Hr6 = H >> 6;
+        a[0][rr] = lop_and_or(A, MLO, lop_and_or(H4, H1, E));
+        a[0][rr + 2] = lop_and_or(A8, MLO, lop_and_or(Hr4, H1, E));
+        a[1][rr] = lop_and_or(B, MLO, lop_and_or(H2, H1, E));
+        a[1][rr + 2] = lop_and_or(B8, MLO, lop_and_or(Hr6, H1, E));
+        a[2][rr] = lop_and_or(A, MHI, lop_and_or(H4, H16, E));
+        a[2][rr + 2] = lop_and_or(A8, MHI, lop_and_or(Hr4, H16, E));
+        a[3][rr] = lop_and_or(B, MHI, lop_and_or(H2, H16, E));
+        a[3][rr + 2] = lop_and_or(B8, MHI, lop_and_or(Hr6, H16, E));
       }
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
         uint32_t b[2];
-        // class j's elements 32j + 16lh + 4i.. lie in the segment of k0 - 16lh when j < 2, the next one
-        // (64 further) when j >= 2
-        mmd_b(b, xb + 32 * j + 4 * (j >> 1) + 4 * i, (j & 1) ? m1 : m0);
+        mmd_b(b, xj[j] + 4 * i);
         mma16816(c[j >> 1], a[j], b);
       }
     }
@@ -218,7 +251,9 @@ struct Mmd<GGMLType::Q6_K> {
         const uint32_t w = (j >> 1) ? r.sc[rr].y : r.sc[rr].x;  // bytes lh + 2j of scales[8h, 8h + 8)
         const int byte = (lh + 2 * j) & 3;
         const float sc = (float)(int8_t)((w >> (8 * byte)) & 0xffu);
-        acc += sc * (c[j >> 1][2 * rr + (j & 1)] - 1056.f * x16[(k0 + 32 * j) / 16]);
+        // classes 2, 3: C = sum (1024 + 16 q) x, so sum (q - 32) x = (C - 1536 X) / 16
+        acc += (j >> 1) ? sc * 0.0625f * (c[1][2 * rr + (j & 1)] - 1536.f * x16[(k0 + 32 * j) / 16])
+                        : sc * (c[0][2 * rr + (j & 1)] - 1056.f * x16[(k0 + 32 * j) / 16]);
       }
       y[rr] += d * acc;
     }
@@ -234,7 +269,6 @@ struct Mmd<GGMLType::Q8_0> {
   using Q = QT<GGMLType::Q8_0>;
   static constexpr bool OK = true, PERM = true, FLOAT = false;
   static constexpr int UK = 128, DEPTH = 4;
-  static constexpr int64_t MAX_K = INT64_MAX;
   struct Regs { uint4 q[2][2]; uint32_t d[2]; };  // [row][load]; d: [row] = d of block t/2 | d of 2 + t/2 << 16
   __device__ static void load(Regs& r, const QView& v, const int64_t (&row)[2], int64_t u, int t) {
 #pragma unroll
@@ -246,18 +280,19 @@ struct Mmd<GGMLType::Q8_0> {
       r.d[rr] = ld_ro2(sd) | (ld_ro2(sd + 2 * Q::SB) << 16);
     }
   }
-  __device__ static void compute(const Regs& r, const uint16_t* xs, const float* x16, int64_t u, int g, int t,
+  __device__ static void compute(const Regs& r, const MmdLane& ln, const uint16_t* xs, const float* x16, int64_t u,
                                  float (&y)[2], float (&)[4]) {
+    const int g = ln.g, t = ln.t;
     float c[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
     for (int L = 0; L < 2; ++L) {
       const uint16_t* xb = xs + mmd_xpos(UK * u + 64 * L) + 16 * t;
-      const uint32_t m = g == 2 * t + L ? ~0u : 0u;
+      const uint16_t* xl = g == 2 * t + L ? xb : ln.zeros;  // B by address: zeros unless column 2t + L is g
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         const uint32_t w0 = word_of(r.q[0][L], i) ^ 0x80808080u, w1 = word_of(r.q[1][L], i) ^ 0x80808080u;
         uint32_t b[2];
-        mmd_b(b, xb + 4 * i, m);
+        mmd_b(b, xl + 4 * i);
         const uint32_t a[4] = {byte_perm(w0, 0x64646464u, 0x4240u), byte_perm(w1, 0x64646464u, 0x4240u),
                                byte_perm(w0, 0x64646464u, 0x4341u), byte_perm(w1, 0x64646464u, 0x4341u)};
         mma16816(c, a, b);
@@ -280,7 +315,6 @@ template <>
 struct Mmd<GGMLType::F16> {
   static constexpr bool OK = true, PERM = false, FLOAT = true;
   static constexpr int UK = 64, DEPTH = 3;
-  static constexpr int64_t MAX_K = INT64_MAX;
   struct Regs { uint4 q[2][2]; };  // [row][load]
   __device__ static void load(Regs& r, const QView& v, const int64_t (&row)[2], int64_t u, int t) {
 #pragma unroll
@@ -290,8 +324,9 @@ struct Mmd<GGMLType::F16> {
       r.q[rr][1] = ld_stream16(p + 64);
     }
   }
-  __device__ static void compute(const Regs& r, const uint16_t* xs, const float*, int64_t u, int, int t,
+  __device__ static void compute(const Regs& r, const MmdLane& ln, const uint16_t* xs, const float*, int64_t u,
                                  float (&)[2], float (&c)[4]) {
+    const int t = ln.t;
     const uint16_t* xb = xs + mmd_xpos(UK * u) + 8 * t;
 #pragma unroll
     for (int m = 0; m < 4; ++m) {  // load m / 2, words 2 (m % 2), +1: columns 32 (m / 2) + 8t + 4 (m % 2) + [0, 4)
