@@ -191,7 +191,7 @@ void bind_matmul(py::module_& m) {
         require_cuda("tune_direct_decode");
 #endif
       },
-      py::arg("mode") = 1, py::arg("warps") = 8, py::arg("depth") = 0, py::arg("x_async") = 1,
+      py::arg("mode") = 1, py::arg("warps") = 8, py::arg("depth") = 0, py::arg("x_async") = 0,
       "Direct tensor-core decode kernel for one row of x (Q4_K, Q6_K up to K = 8192, Q8_0, F16; weights loaded "
       "into registers, no shared-memory ring), for measurements: mode 1 on (the default), 0 off (the ring "
       "kernel, tune_mma_decode, runs instead); warps per block (1..8); weight units in flight per warp (2..4; "
