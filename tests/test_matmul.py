@@ -556,10 +556,10 @@ def test_cuda_direct_decode(rng, t):
         x = rng.standard_normal((1, k)).astype(np.float32)
         with ring_decode():
             y_ring = matmul(x, w)
-        for warps, xa in [(8, 1), (3, 1), (8, 0)]:  # x_async 0: x staged from registers
-            mm.tune_direct_decode(1, warps, 0, xa)
+        for warps in (8, 3):
+            mm.tune_direct_decode(1, warps, 0)
             try:
-                run_and_check(rng, "cuda", t, n, k, 1, w=w, raw=raw, W=W, x=x, label=f"direct w{warps} xa{xa}")
+                run_and_check(rng, "cuda", t, n, k, 1, w=w, raw=raw, W=W, x=x, label=f"direct w{warps}")
                 y = matmul(x, w)
             finally:
                 mm.tune_direct_decode()
@@ -577,7 +577,7 @@ def test_cuda_direct_decode(rng, t):
     mm.tune_direct_decode(1)
     try:
         for depth in (2, 3, 4):  # weight units in flight per warp
-            mm.tune_direct_decode(1, 8, depth, depth % 2)
+            mm.tune_direct_decode(1, 8, depth)
             run_and_check(rng, "cuda", t, n, k, 1, w=w, raw=raw, W=W, label=f"direct depth {depth}")
         mm.tune_direct_decode(1)
         for x_dtype in ("float16", "bfloat16"):
@@ -596,8 +596,6 @@ def test_cuda_direct_decode(rng, t):
         mm.tune_direct_decode(1, 8, 5)
     with pytest.raises(ValueError, match="warps"):
         mm.tune_direct_decode(1, 9)
-    with pytest.raises(ValueError, match="x_async"):
-        mm.tune_direct_decode(1, 8, 0, 2)
 
 
 @pytest.mark.cuda

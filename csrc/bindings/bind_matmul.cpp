@@ -183,20 +183,19 @@ void bind_matmul(py::module_& m) {
       "choice.");
   mm.def(
       "tune_direct_decode",
-      [](int mode, int warps, int depth, int x_async) {
+      [](int mode, int warps, int depth) {
 #ifdef INFERLAB_WITH_CUDA
-        cuda::tune_direct_decode(mode, warps, depth, x_async);
+        cuda::tune_direct_decode(mode, warps, depth);
 #else
-        (void)mode; (void)warps; (void)depth; (void)x_async;
+        (void)mode; (void)warps; (void)depth;
         require_cuda("tune_direct_decode");
 #endif
       },
-      py::arg("mode") = 1, py::arg("warps") = 8, py::arg("depth") = 0, py::arg("x_async") = 0,
-      "Direct tensor-core decode kernel for one row of x (Q4_K, Q6_K up to K = 8192, Q8_0, F16; weights loaded "
-      "into registers, no shared-memory ring), for measurements: mode 1 on (the default), 0 off (the ring "
-      "kernel, tune_mma_decode, runs instead); warps per block (1..8); weight units in flight per warp (2..4; "
-      "0: per type); x_async 1: float32 x first copied into shared memory by asynchronous copies (where it "
-      "fits), 0: staged from registers. The defaults are the measured choice.");
+      py::arg("mode") = 1, py::arg("warps") = 8, py::arg("depth") = 0,
+      "Direct tensor-core decode kernel for one row of x (Q4_K, Q6_K, Q8_0, F16; weights loaded into "
+      "registers, no shared-memory ring), for measurements: mode 1 on (the default), 0 off (the ring kernel, "
+      "tune_mma_decode, runs instead); warps per block (1..8); weight units in flight per warp (2..4; 0: per "
+      "type). The defaults are the measured choice.");
   mm.def(
       "bench_copy_ms",
       [](const std::vector<Tensor>& dsts, const std::vector<Tensor>& srcs, int iters) -> double {

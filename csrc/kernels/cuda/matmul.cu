@@ -701,21 +701,14 @@ __global__ void __launch_bounds__(kMmqMaxWarps * 32, 2) mmq_kernel(const MmvArgs
 // x1, x3), and the float32 sums of its staged 16-element groups into x16. One thread per 16-element group,
 // its 4 loads in flight (16 registers: the warp's weight units are held in registers meanwhile). Returns
 // this thread's largest |x| (NaN if it saw one).
-// raw: x already in shared memory as float32 (mmd_copy_x), else read from global memory.
 template <bool PERM>
-__device__ __forceinline__ float mmd_stage_x(const MmvArgs& a, const float* raw, uint16_t* xs, float* x16,
-                                             float scale) {
+__device__ __forceinline__ float mmd_stage_x(const MmvArgs& a, uint16_t* xs, float* x16, float scale) {
   const int64_t ng = a.w.k / 16;
   float m = 0.f;
   for (int64_t q = threadIdx.x; q < ng; q += blockDim.x) {
     float v[16];
-    if (raw) {
 #pragma unroll
-      for (int u = 0; u < 4; ++u) *reinterpret_cast<float4*>(&v[4 * u]) = reinterpret_cast<const float4*>(raw)[4 * q + u];
-    } else {
-#pragma unroll
-      for (int u = 0; u < 4; ++u) load_x4(a, 16 * q + 4 * u, &v[4 * u]);
-    }
+    for (int u = 0; u < 4; ++u) load_x4(a, 16 * q + 4 * u, &v[4 * u]);
     float s = 0.f;
 #pragma unroll
     for (int u = 0; u < 4; ++u) {
@@ -729,18 +722,6 @@ __device__ __forceinline__ float mmd_stage_x(const MmvArgs& a, const float* raw,
     x16[q] = s;
   }
   return m;
-}
-
-// x (float32, 16-byte aligned) into shared memory by asynchronous 16-byte copies (no registers: all of them
-// in flight at once, where loads into registers come in rounds), waited for by the block.
-__device__ __forceinline__ void mmd_copy_x(const MmvArgs& a, float* raw) {
-  const int64_t n16 = a.w.k / 4;
-  const char* src = static_cast<const char*>(a.x);
-  for (int64_t i = threadIdx.x; i < n16; i += blockDim.x)
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem_addr(raw + 4 * i)), "l"(src + 16 * i)
-                 : "memory");
-  asm volatile("cp.async.commit_group;\n\tcp.async.wait_group 0;" ::: "memory");
-  __syncthreads();
 }
 
 // x with inf / NaN, quantized types: the block's rows in float32 from dequant_unit (the offset correction of
@@ -791,8 +772,7 @@ __global__ void __launch_bounds__(kMmdMaxWarps * 32, 2) mmd_kernel(const MmvArgs
   const int64_t N = a.w.n, K = a.w.k, nu = K / M::UK;
   const int64_t row0 = (int64_t)blockIdx.x * kMmdRows;
   const int64_t rows[2] = {imin64(row0 + g, N - 1), imin64(row0 + g + 8, N - 1)};  // loads clamp; stores check
-  float* raw = a.x_async ? reinterpret_cast<float*>(mmd_smem) : nullptr;  // x as given (x_async), K floats
-  uint16_t* xs = reinterpret_cast<uint16_t*>(reinterpret_cast<char*>(mmd_smem) + (a.x_async ? 4 * K : 0));
+  uint16_t* xs = reinterpret_cast<uint16_t*>(mmd_smem);
   float* x16 = reinterpret_cast<float*>(xs + mmd_xpos(K));
 #ifdef INFERLAB_MMQ_TRACE
   long long trace_[48] = {};
@@ -817,8 +797,7 @@ __global__ void __launch_bounds__(kMmdMaxWarps * 32, 2) mmd_kernel(const MmvArgs
                        __shfl_sync(~0u, 0x64006400u, 0), __shfl_sync(~0u, 0x00300030u, 0),
                        __shfl_sync(~0u, 0x03000300u, 0)}};
   // x as fp16; staged again, scaled by a power of two, when it reaches 2^15 (rare).
-  if (raw) mmd_copy_x(a, raw);
-  float m = mmd_stage_x<M::PERM>(a, raw, xs, x16, 1.f);
+  float m = mmd_stage_x<M::PERM>(a, xs, x16, 1.f);
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) m = fmax_nan(m, __shfl_xor_sync(0xffffffffu, m, o));
   if (lane == 0) amax_s[warp] = m;
@@ -836,7 +815,7 @@ __global__ void __launch_bounds__(kMmdMaxWarps * 32, 2) mmd_kernel(const MmvArgs
     return;
   }
   if (xscale != 1.f) {
-    mmd_stage_x<M::PERM>(a, raw, xs, x16, xscale);
+    mmd_stage_x<M::PERM>(a, xs, x16, xscale);
     __syncthreads();
   }
   MMQ_TRACE(3);
@@ -1058,14 +1037,13 @@ void launch_mmq_kernel(const MmvArgs& c, int64_t grid, int warps, int cl, cudaSt
 int g_mmd = 1;
 int g_mmd_warps = kMmdMaxWarps;
 int g_mmd_depth = 0;  // units in flight per warp: 2, 3, 4; 0: Mmd<TY>::DEPTH
-int g_mmd_xasync = 0;  // 1: float32 x copied to shared memory by cp.async before staging (where it fits): 10-17 points lower (H200)
 constexpr int kMmdSmemLimit = 100 * 1024;  // opt-in dynamic shared memory of mmd_kernel (x and its sums)
 
 template <GGMLType TY>
 bool mmd_applies(const MmvArgs& a) {
   if constexpr (Mmd<TY>::OK)
     return g_mmd == 1 && a.t == 1 && a.w.k % Mmd<TY>::UK == 0 &&
-           mmd_smem_bytes(a.w.k, false) <= kMmdSmemLimit;
+           mmd_smem_bytes(a.w.k) <= kMmdSmemLimit;
   else
     return false;
 }
@@ -1073,7 +1051,6 @@ bool mmd_applies(const MmvArgs& a) {
 template <GGMLType TY>
 void launch_mmd(MmvArgs a, cudaStream_t stream) {
   if constexpr (Mmd<TY>::OK) {
-    a.x_async = g_mmd_xasync == 1 && a.x_kind == kXF32 && a.x_vec && mmd_smem_bytes(a.w.k, true) <= kMmdSmemLimit;
     const int64_t nu = a.w.k / Mmd<TY>::UK;
     const int warps = (int)std::max<int64_t>(1, std::min<int64_t>(g_mmd_warps, nu));
     const int64_t grid = (a.w.n + kMmdRows - 1) / kMmdRows;
@@ -1084,8 +1061,7 @@ void launch_mmd(MmvArgs a, cudaStream_t stream) {
       return true;
     }();
     (void)configured;
-    auto go = [&](auto kern) { launch_decode(kern, grid, warps * 32, (size_t)mmd_smem_bytes(a.w.k, a.x_async), stream, a);
-    };
+    auto go = [&](auto kern) { launch_decode(kern, grid, warps * 32, (size_t)mmd_smem_bytes(a.w.k), stream, a); };
     if (depth == 2)
       go(mmd_kernel<TY, 2>);
     else if (depth == 3)
@@ -1554,15 +1530,13 @@ void tune_mma_decode(int ring_kib, int warps, int fold, int cluster) {
   g_mmq_cluster = cluster;
 }
 
-void tune_direct_decode(int mode, int warps, int depth, int x_async) {
-  IL_CHECK_ARG(x_async == 0 || x_async == 1, "x_async must be 0 or 1, got ", x_async);
+void tune_direct_decode(int mode, int warps, int depth) {
   IL_CHECK_ARG(mode == 0 || mode == 1, "mode must be 0 (off) or 1 (on), got ", mode);
   IL_CHECK_ARG(warps >= 1 && warps <= kMmdMaxWarps, "warps must be in [1, ", kMmdMaxWarps, "], got ", warps);
   IL_CHECK_ARG(depth == 0 || (depth >= 2 && depth <= 4), "depth must be 0 (per type), 2, 3 or 4, got ", depth);
   g_mmd = mode;
   g_mmd_warps = warps;
   g_mmd_depth = depth;
-  g_mmd_xasync = x_async;
 }
 
 bool set_pdl_enabled(bool on) {

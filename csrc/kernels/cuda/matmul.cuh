@@ -88,10 +88,8 @@ bool set_pdl_enabled(bool on);
 // and warps per block (default 8).
 void tune_mma_decode(int ring_kib, int warps, int fold, int cluster);
 // Direct tensor-core decode for one row of x (matmul_mmd.cuh): mode 1 on (default; Q4_K, Q6_K, Q8_0, F16), 0 off;
-// warps per block 1..8; units in flight per warp 2..4 (0: per type); x_async 1: float32 x copied into shared
-// memory by asynchronous copies before it is staged (where it fits), 0: loaded into registers. ValueError on
-// other values.
-void tune_direct_decode(int mode, int warps, int depth, int x_async);
+// warps per block 1..8; units in flight per warp 2..4 (0: per type). ValueError on other values.
+void tune_direct_decode(int mode, int warps, int depth);
 
 // Benchmark helpers (benchmarks/_bench_matmul.py). Each runs `iters` calls cycling through the list,
 // captured in one CUDA graph on a private stream (so launch overhead is not measured; this is how a model

@@ -43,7 +43,6 @@ struct MmvArgs {
   int stages = 1;         // tensor-core kernel: tiles in its shared-memory ring
   bool fold = false;      // tensor-core kernel: folded scales when t == 1 and x is finite (matmul_mma.cuh)
   int cluster = 1;        // tensor-core kernel: blocks per cluster sharing the staging of x
-  bool x_async = false;   // direct decode kernel: x (float32, x_vec) copied to shared memory asynchronously first
 };
 
 IL_HD int64_t imin64(int64_t a, int64_t b) { return a < b ? a : b; }

@@ -54,9 +54,8 @@ constexpr int kMmdMaxWarps = 8;   // warps per block (fewer when a row has fewer
 
 // Half index of element k of x in the staged row (k % 4 == 0 for the start of a group of 4).
 IL_HD int64_t mmd_xpos(int64_t k) { return k + 4 * (k >> 6); }
-// Dynamic shared memory of mmd_kernel for K (a multiple of 64): with raw (x_async), x as given (float32, K * 4
-// bytes, copied in by asynchronous copies); then staged x and K / 16 float sums.
-IL_HD int64_t mmd_smem_bytes(int64_t k, bool raw) { return (raw ? 4 * k : 0) + 2 * mmd_xpos(k) + 4 * (k / 16); }
+// Dynamic shared memory of mmd_kernel for K (a multiple of 64): staged x, then its K / 16 float sums.
+IL_HD int64_t mmd_smem_bytes(int64_t k) { return 2 * mmd_xpos(k) + 4 * (k / 16); }
 
 // Pair (bytes 0, 2) of the low nibbles of w as fp16 1024 + nibble.
 IL_HD uint32_t mmd_nib(uint32_t w) { return (w & 0x000f000fu) | 0x64006400u; }
