@@ -758,7 +758,9 @@ __device__ void mmd_nonfinite_rows(const MmvArgs& a, int64_t row0) {
 }
 
 // Grid: ceil(n / kMmdRows) blocks of 32 * W threads (W <= kMmdMaxWarps); dynamic shared memory
-// mmd_smem_bytes(k). a.t == 1, k % Mmd<TY>::UK == 0. DEPTH: units in flight per warp (registers).
+// mmd_smem_bytes(k). a.t == 1, k % Mmd<TY>::UK == 0. DEPTH: weight buffers per warp (registers); while unit
+// u is decoded, units u + W .. u + (DEPTH - 1) W are in flight (Mmd<TY>::EARLY), or up to u + DEPTH W once u's
+// buffer is refilled (else).
 template <GGMLType TY, int DEPTH>
 __global__ void __launch_bounds__(kMmdMaxWarps * 32, 2) mmd_kernel(const MmvArgs a) {
   using M = Mmd<TY>;
@@ -779,12 +781,12 @@ __global__ void __launch_bounds__(kMmdMaxWarps * 32, 2) mmd_kernel(const MmvArgs
 #endif
   MMQ_TRACE(0);
 
-  // Weights first (they do not depend on earlier kernels): the warp's first DEPTH units.
+  // Weights first (they do not depend on earlier kernels): the warp's first DEPTH - 1 (EARLY) or DEPTH units.
   typename M::Regs buf[DEPTH];
 #pragma unroll
-  for (int d = 0; d < DEPTH; ++d) {
+  for (int d = 0; d < DEPTH - (M::EARLY ? 1 : 0); ++d) {
     const int64_t u = warp + (int64_t)d * W;
-    if (u < nu) M::load(buf[d], a.w, rows, u, t);
+    if (u < nu) M::load(buf[d], a.w, rows, u, t, 0u);
   }
   MMQ_TRACE(1);
   pdl_trigger();
@@ -828,9 +830,24 @@ __global__ void __launch_bounds__(kMmdMaxWarps * 32, 2) mmd_kernel(const MmvArgs
       const int64_t u = u0 + (int64_t)d * W;
       if (u >= nu) break;  // uniform over the warp
       MMQ_TRACE(4 + 2 * ((u - warp) / W));  // thread 0: its warp's j-th unit, 4 + 2 j
-      M::compute(buf[d], ln, xs, x16, u, y, c);
-      const int64_t un = u + (int64_t)DEPTH * W;
-      if (un < nu) M::load(buf[d], a.w, rows, un, t);
+      if constexpr (M::EARLY) {
+        // The loads of unit u + (DEPTH - 1) W (into the buffer that unit u - W left) go out once unit u's
+        // bytes are here: ptxas gives all of the loop's global loads one scoreboard, and the first use of a
+        // unit's registers waits for every load in flight on it. Loads issued just before that use (as
+        // below: a buffer refilled right after it is decoded) make the next unit wait for bytes just asked
+        // for; issued after it (their addresses depend on unit u's first word, times a.zero), they have a
+        // unit of decoding to arrive. z enters the condition too, so that the wait comes before the branch
+        // (else the path without loads waits inside the decoding, and the one with loads waits there again,
+        // for them).
+        const uint32_t z = M::lead(buf[d]) & a.zero;
+        const int64_t un = u + (int64_t)(DEPTH - 1) * W + z;
+        if (un < nu) M::load(buf[(d + DEPTH - 1) % DEPTH], a.w, rows, un, t, z);
+        M::compute(buf[d], ln, xs, x16, u, y, c);
+      } else {
+        M::compute(buf[d], ln, xs, x16, u, y, c);
+        const int64_t un = u + (int64_t)DEPTH * W;
+        if (un < nu) M::load(buf[d], a.w, rows, un, t, 0u);
+      }
       MMQ_TRACE(5 + 2 * ((u - warp) / W));
     }
   }
@@ -1033,7 +1050,10 @@ void launch_mmq_kernel(const MmvArgs& c, int64_t grid, int warps, int cl, cudaSt
 // 35.8 / 45.3 / 67.4, Q8_0 53.2 / 62.3 / 82.1, F16 69.3 / 79.5 / 92.5; the ring kernel (mmq_kernel) in the
 // same runs: Q4_K ~20 / 28 / 39, Q6_K ~30 / 38 / 56.7, Q8_0 ~38 / 47 / 66, F16 ~58 / 69 / 86. Warps per block:
 // g_mmd_warps (4 instead of 8: -7 to -17 points: the grid has one block per 16 rows, so warps per block set
-// warps per multiprocessor).
+// warps per multiprocessor). Later (same day, one run, the same % against the kernel before): the EARLY load
+// order (Mmd<TY>::EARLY) at depth 2 for Q4_K 28.8 / 41.7 / 60.5 (30.6 / 38.6 / 58.4 at the old order, depth
+// 3) and Q6_K 37.4 / 51.3 / 70.6 (35.6 / 45.1 / 66.5), at depth 4 for Q8_0 53.5 / 66.1 / 78.7 (52.9 / 61.9 /
+// 81.1); F16 stays in the old order (69.1 / 75.2 / 89.1 early, depth 4, against 68.6 / 78.2 / 90.3).
 int g_mmd = 1;
 int g_mmd_warps = kMmdMaxWarps;
 int g_mmd_depth = 0;  // units in flight per warp: 2, 3, 4; 0: Mmd<TY>::DEPTH

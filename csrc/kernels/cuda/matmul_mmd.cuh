@@ -60,6 +60,11 @@ IL_HD int64_t mmd_smem_bytes(int64_t k) { return 2 * mmd_xpos(k) + 4 * (k / 16);
 // Pair (bytes 0, 2) of the low nibbles of w as fp16 1024 + nibble.
 IL_HD uint32_t mmd_nib(uint32_t w) { return (w & 0x000f000fu) | 0x64006400u; }
 
+// Per type (the specializations below): OK; PERM (x staged with groups of 4 as x0, x2, x1, x3); FLOAT (no
+// classes); UK (columns per unit); DEPTH (weight buffers per warp, the default of tune_direct_decode's
+// depth); EARLY (the order of mmd_kernel's loads: true, a unit's successor's loads issued once its own bytes
+// are in, DEPTH - 1 units ahead; false, a buffer refilled right after it is decoded, DEPTH units ahead; see
+// mmd_kernel); Regs (a unit's bytes in registers), lead(Regs) (its first word), load(), compute().
 template <GGMLType TY>
 struct Mmd {
   static constexpr bool OK = false;
@@ -109,16 +114,18 @@ __device__ __forceinline__ void mmd_b(uint32_t (&b)[2], const uint16_t* p) {
 template <>
 struct Mmd<GGMLType::Q4_K> {
   using Q = QT<GGMLType::Q4_K>;
-  static constexpr bool OK = true, PERM = true, FLOAT = false;
-  static constexpr int UK = 256, DEPTH = 3;
+  static constexpr bool OK = true, PERM = true, FLOAT = false, EARLY = true;
+  static constexpr int UK = 256, DEPTH = 2;
   struct Regs { uint4 q[2][2]; uint4 s[2]; };  // [row g, g + 8][load]; headers
-  __device__ static void load(Regs& r, const QView& v, const int64_t (&row)[2], int64_t u, int t) {
+  __device__ static uint32_t lead(const Regs& r) { return r.q[0][0].x; }
+  // z: 0 (added to every address: see mmd_kernel)
+  __device__ static void load(Regs& r, const QView& v, const int64_t (&row)[2], int64_t u, int t, uint32_t z) {
 #pragma unroll
     for (int rr = 0; rr < 2; ++rr) {
-      const uint8_t* p = Q::payload(v, row[rr], u) + 16 * t;
+      const uint8_t* p = Q::payload(v, row[rr], u) + 16 * t + z;
       r.q[rr][0] = ld_stream16(p);
       r.q[rr][1] = ld_stream16(p + 64);
-      r.s[rr] = ld_ro16(Q::side(v, row[rr], u));
+      r.s[rr] = ld_ro16(Q::side(v, row[rr], u) + z);
     }
   }
   // Low nibbles as 1024 + q, high nibbles masked in place (not shifted) as 1024 + 16 q: one LOP3 per A register
@@ -190,19 +197,20 @@ struct Mmd<GGMLType::Q4_K> {
 template <>
 struct Mmd<GGMLType::Q6_K> {
   using Q = QT<GGMLType::Q6_K>;
-  static constexpr bool OK = true, PERM = true, FLOAT = false;
+  static constexpr bool OK = true, PERM = true, FLOAT = false, EARLY = true;
   static constexpr int UK = 256, DEPTH = 2;
   struct Regs { uint4 lo[2], hi[2], qh[2]; uint2 sc[2]; uint32_t d[2]; };  // per row g, g + 8
-  __device__ static void load(Regs& r, const QView& v, const int64_t (&row)[2], int64_t u, int t) {
+  __device__ static uint32_t lead(const Regs& r) { return r.lo[0].x; }
+  __device__ static void load(Regs& r, const QView& v, const int64_t (&row)[2], int64_t u, int t, uint32_t z) {
     const int h = t >> 1, lh = t & 1;
 #pragma unroll
     for (int rr = 0; rr < 2; ++rr) {
-      const uint8_t* p = Q::payload(v, row[rr], u);
+      const uint8_t* p = Q::payload(v, row[rr], u) + z;
       r.lo[rr] = ld_stream16(p + 64 * h + 16 * lh);
       r.hi[rr] = ld_stream16(p + 64 * h + 32 + 16 * lh);
       r.qh[rr] = ld_stream16(p + 128 + 32 * h + 16 * lh);
       r.sc[rr] = ld_ro8(p + 192 + 8 * h);
-      r.d[rr] = ld_ro2(Q::side(v, row[rr], u));
+      r.d[rr] = ld_ro2(Q::side(v, row[rr], u) + z);
     }
   }
   // Codes in place: classes 0, 1 (low nibbles) as 1024 + q, classes 2, 3 (high nibbles, not shifted) as
@@ -266,16 +274,17 @@ struct Mmd<GGMLType::Q6_K> {
 template <>
 struct Mmd<GGMLType::Q8_0> {
   using Q = QT<GGMLType::Q8_0>;
-  static constexpr bool OK = true, PERM = true, FLOAT = false;
+  static constexpr bool OK = true, PERM = true, FLOAT = false, EARLY = true;
   static constexpr int UK = 128, DEPTH = 4;
   struct Regs { uint4 q[2][2]; uint32_t d[2]; };  // [row][load]; d: [row] = d of block t/2 | d of 2 + t/2 << 16
-  __device__ static void load(Regs& r, const QView& v, const int64_t (&row)[2], int64_t u, int t) {
+  __device__ static uint32_t lead(const Regs& r) { return r.q[0][0].x; }
+  __device__ static void load(Regs& r, const QView& v, const int64_t (&row)[2], int64_t u, int t, uint32_t z) {
 #pragma unroll
     for (int rr = 0; rr < 2; ++rr) {
-      const uint8_t* p = Q::payload(v, row[rr], 4 * u) + 16 * t;
+      const uint8_t* p = Q::payload(v, row[rr], 4 * u) + 16 * t + z;
       r.q[rr][0] = ld_stream16(p);
       r.q[rr][1] = ld_stream16(p + 64);
-      const uint8_t* sd = Q::side(v, row[rr], 4 * u + (t >> 1));
+      const uint8_t* sd = Q::side(v, row[rr], 4 * u + (t >> 1)) + z;
       r.d[rr] = ld_ro2(sd) | (ld_ro2(sd + 2 * Q::SB) << 16);
     }
   }
@@ -312,13 +321,14 @@ struct Mmd<GGMLType::Q8_0> {
 // and C, kept over all units, is the dot product in every column.
 template <>
 struct Mmd<GGMLType::F16> {
-  static constexpr bool OK = true, PERM = false, FLOAT = true;
+  static constexpr bool OK = true, PERM = false, FLOAT = true, EARLY = false;
   static constexpr int UK = 64, DEPTH = 3;
   struct Regs { uint4 q[2][2]; };  // [row][load]
-  __device__ static void load(Regs& r, const QView& v, const int64_t (&row)[2], int64_t u, int t) {
+  __device__ static uint32_t lead(const Regs& r) { return r.q[0][0].x; }
+  __device__ static void load(Regs& r, const QView& v, const int64_t (&row)[2], int64_t u, int t, uint32_t z) {
 #pragma unroll
     for (int rr = 0; rr < 2; ++rr) {
-      const uint8_t* p = v.pay + 2 * (row[rr] * v.k + UK * u + 8 * t);
+      const uint8_t* p = v.pay + 2 * (row[rr] * v.k + UK * u + 8 * t) + z;
       r.q[rr][0] = ld_stream16(p);
       r.q[rr][1] = ld_stream16(p + 64);
     }
