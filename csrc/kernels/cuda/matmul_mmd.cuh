@@ -64,8 +64,7 @@ IL_HD uint32_t mmd_nib(uint32_t w) { return (w & 0x000f000fu) | 0x64006400u; }
 // classes); UK (columns per unit); DEPTH (weight buffers per warp, the default of tune_direct_decode's
 // depth); EARLY (the order of mmd_kernel's loads: true, a unit's successor's loads issued once its own bytes
 // are in, DEPTH - 1 units ahead; false, a buffer refilled right after it is decoded, DEPTH units ahead; see
-// mmd_kernel); Regs (a unit's bytes in registers), lead(Regs) (a word that depends on every load of the unit's
-// that the compiler may put on a scoreboard of its own), load(), compute().
+// mmd_kernel); Regs (a unit's bytes in registers), lead(Regs) (its first word), load(), compute().
 template <GGMLType TY>
 struct Mmd {
   static constexpr bool OK = false;
@@ -270,25 +269,23 @@ struct Mmd<GGMLType::Q6_K> {
 
 // Q8_0. Unit: 4 ggml blocks (128 columns). Lane t: code bytes [16t, 16t + 16) and [64 + 16t, +16) of the
 // unit's 128 (columns 16t + e of block t / 2 and 64 + 16t + e of block 2 + t / 2; 64 contiguous bytes of a
-// row per warp load) of rows g, g + 8, and the fp16 d of the unit's 4 blocks. Classes: load L in column
-// 2t + L. Codes to fp16 1024 + (q + 128) with byte_perm. Value d q.
+// row per warp load) of rows g, g + 8, and the two blocks' fp16 d. Classes: load L in column 2t + L. Codes to
+// fp16 1024 + (q + 128) with byte_perm. Value d q.
 template <>
 struct Mmd<GGMLType::Q8_0> {
   using Q = QT<GGMLType::Q8_0>;
   static constexpr bool OK = true, PERM = true, FLOAT = false, EARLY = true;
   static constexpr int UK = 128, DEPTH = 4;
-  // d: [row] the fp16 d of the unit's 4 blocks (one 8-byte load; combined only where used, so that no
-  // arithmetic right after the load waits for it)
-  struct Regs { uint4 q[2][2]; uint2 d[2]; };  // [row][load]
-  // The d loads may sit on scoreboards of their own: lead depends on them too.
-  __device__ static uint32_t lead(const Regs& r) { return r.q[0][0].x ^ r.d[0].x ^ r.d[1].x; }
+  struct Regs { uint4 q[2][2]; uint32_t d[2]; };  // [row][load]; d: [row] = d of block t/2 | d of 2 + t/2 << 16
+  __device__ static uint32_t lead(const Regs& r) { return r.q[0][0].x; }
   __device__ static void load(Regs& r, const QView& v, const int64_t (&row)[2], int64_t u, int t, uint32_t z) {
 #pragma unroll
     for (int rr = 0; rr < 2; ++rr) {
       const uint8_t* p = Q::payload(v, row[rr], 4 * u) + 16 * t + z;
       r.q[rr][0] = ld_stream16(p);
       r.q[rr][1] = ld_stream16(p + 64);
-      r.d[rr] = ld_ro8(Q::side(v, row[rr], 4 * u) + z);  // rows' sides are 16-byte aligned: 8u bytes in
+      const uint8_t* sd = Q::side(v, row[rr], 4 * u + (t >> 1)) + z;
+      r.d[rr] = ld_ro2(sd) | (ld_ro2(sd + 2 * Q::SB) << 16);
     }
   }
   __device__ static void compute(const Regs& r, const MmdLane& ln, const uint16_t* xs, const float* x16, int64_t u,
@@ -313,8 +310,7 @@ struct Mmd<GGMLType::Q8_0> {
     const float X0 = x16[q], X1 = x16[q + 4];
 #pragma unroll
     for (int rr = 0; rr < 2; ++rr) {
-      // d of blocks t / 2 and 2 + t / 2 (the lane's two classes)
-      const float2 d = h2x2f(byte_perm(r.d[rr].x, r.d[rr].y, (t & 2) ? 0x7632u : 0x5410u));
+      const float2 d = h2x2f(r.d[rr]);
       y[rr] += d.x * (c[2 * rr] - 1152.f * X0) + d.y * (c[2 * rr + 1] - 1152.f * X1);
     }
   }
