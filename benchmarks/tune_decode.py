@@ -47,7 +47,7 @@ def main() -> int:
     ap.add_argument("--direct", default="0,1", help="direct kernel (matmul_mmd.cuh) off (0: the ring kernel) / on "
                     "(1) at T = 1 (list); with 1 the ring kernel's knobs do not apply")
     ap.add_argument("--dwarps", default="8", help="warps per block of the direct kernel (list)")
-    ap.add_argument("--ddepth", default="0", help="units in flight per warp of the direct kernel, 0: per type (list)")
+    ap.add_argument("--ddepth", default="0", help="weight buffers per warp of the direct kernel, 0: per type (list)")
     ap.add_argument("--types", default="Q4_K,Q6_K,Q8_0,F16")
     ap.add_argument("--shapes", default="phi3 o,llama3 o,llama3 down")
     args = ap.parse_args()

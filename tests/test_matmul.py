@@ -576,7 +576,7 @@ def test_cuda_direct_decode(rng, t):
     y_default = matmul(x, w)
     mm.tune_direct_decode(1)
     try:
-        for depth in (2, 3, 4):  # weight units in flight per warp
+        for depth in (2, 3, 4):  # weight buffers per warp
             mm.tune_direct_decode(1, 8, depth)
             run_and_check(rng, "cuda", t, n, k, 1, w=w, raw=raw, W=W, label=f"direct depth {depth}")
         mm.tune_direct_decode(1)

@@ -194,8 +194,9 @@ void bind_matmul(py::module_& m) {
       py::arg("mode") = 1, py::arg("warps") = 8, py::arg("depth") = 0,
       "Direct tensor-core decode kernel for one row of x (Q4_K, Q6_K, Q8_0, F16; weights loaded into "
       "registers, no shared-memory ring), for measurements: mode 1 on (the default), 0 off (the ring kernel, "
-      "tune_mma_decode, runs instead); warps per block (1..8); weight units in flight per warp (2..4; 0: per "
-      "type). The defaults are the measured choice.");
+      "tune_mma_decode, runs instead); warps per block (1..8); weight buffers per warp (2..4; 0: per "
+      "type; with the early load order of Q4_K / Q6_K / Q8_0, depth - 1 units are in flight). The defaults "
+      "are the measured choice.");
   mm.def(
       "bench_copy_ms",
       [](const std::vector<Tensor>& dsts, const std::vector<Tensor>& srcs, int iters) -> double {

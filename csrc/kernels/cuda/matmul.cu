@@ -1056,7 +1056,7 @@ void launch_mmq_kernel(const MmvArgs& c, int64_t grid, int warps, int cl, cudaSt
 // 81.1); F16 stays in the old order (69.1 / 75.2 / 89.1 early, depth 4, against 68.6 / 78.2 / 90.3).
 int g_mmd = 1;
 int g_mmd_warps = kMmdMaxWarps;
-int g_mmd_depth = 0;  // units in flight per warp: 2, 3, 4; 0: Mmd<TY>::DEPTH
+int g_mmd_depth = 0;  // weight buffers per warp: 2, 3, 4; 0: Mmd<TY>::DEPTH
 constexpr int kMmdSmemLimit = 100 * 1024;  // opt-in dynamic shared memory of mmd_kernel (x and its sums)
 
 template <GGMLType TY>

@@ -9,9 +9,9 @@
 //            registers, x staged in shared memory as fp16 (scaled by a power of two when |x| reaches 2^15),
 //            mma.m16n8k16 with float32 accumulation: the precision class of the prefill path below, at
 //            about 1.5 instructions per weight for any T <= 8.
-//   direct (default for one row of x and Q4_K / Q8_0 / F16, Q6_K up to K = 8192; matmul_mmd.cuh): each
-//            block owns 16 rows, its warps take units of K round-robin and load their weight bytes straight
-//            into registers (2-4 units in flight per warp, the first before the PDL wait); codes enter the
+//   direct (default for one row of x and Q4_K / Q6_K / Q8_0 / F16; matmul_mmd.cuh): each block owns 16
+//            rows, its warps take units of K round-robin and load their weight bytes straight into
+//            registers (2-4 weight buffers per warp, the first loads before the PDL wait); codes enter the
 //            mma exactly as fp16 1024 + code, B's 8 columns carry the scale classes, scales and code
 //            offsets are applied in float32.
 //   For BF16 / F32 W, with int8 activations, or when asked for (MatmulPath), one of two float32 forms:
@@ -88,7 +88,7 @@ bool set_pdl_enabled(bool on);
 // and warps per block (default 8).
 void tune_mma_decode(int ring_kib, int warps, int fold, int cluster);
 // Direct tensor-core decode for one row of x (matmul_mmd.cuh): mode 1 on (default; Q4_K, Q6_K, Q8_0, F16), 0 off;
-// warps per block 1..8; units in flight per warp 2..4 (0: per type). ValueError on other values.
+// warps per block 1..8; weight buffers per warp 2..4 (0: per type; see mmd_kernel). ValueError on other values.
 void tune_direct_decode(int mode, int warps, int depth);
 
 // Benchmark helpers (benchmarks/_bench_matmul.py). Each runs `iters` calls cycling through the list,

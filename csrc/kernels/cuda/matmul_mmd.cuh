@@ -4,7 +4,7 @@
 // Why a second tensor-core decode kernel: mmq_kernel (matmul_mma.cuh) streams 20 KB tiles into a
 // shared-memory ring and pays, per tile, a block barrier and the issue of 32 bulk copies (~1,000 cycles,
 // benchmarks/RESULTS.md); its blocks walk K as one chain of tiles. Here every warp loads its own weight
-// bytes from global memory into registers (16-byte streaming loads, Mmd<TY>::DEPTH units in flight per
+// bytes from global memory into registers (16-byte streaming loads, Mmd<TY>::DEPTH weight buffers per
 // warp, the first ones before the PDL wait) and decodes them in registers: no ring, no barrier between
 // the first and the last weight, and a block's K is split over its warps.
 //
@@ -64,7 +64,8 @@ IL_HD uint32_t mmd_nib(uint32_t w) { return (w & 0x000f000fu) | 0x64006400u; }
 // classes); UK (columns per unit); DEPTH (weight buffers per warp, the default of tune_direct_decode's
 // depth); EARLY (the order of mmd_kernel's loads: true, a unit's successor's loads issued once its own bytes
 // are in, DEPTH - 1 units ahead; false, a buffer refilled right after it is decoded, DEPTH units ahead; see
-// mmd_kernel); Regs (a unit's bytes in registers), lead(Regs) (its first word), load(), compute().
+// mmd_kernel); Regs (a unit's bytes in registers), lead(Regs) (its first word; EARLY types), load(),
+// compute().
 template <GGMLType TY>
 struct Mmd {
   static constexpr bool OK = false;
@@ -324,7 +325,6 @@ struct Mmd<GGMLType::F16> {
   static constexpr bool OK = true, PERM = false, FLOAT = true, EARLY = false;
   static constexpr int UK = 64, DEPTH = 3;
   struct Regs { uint4 q[2][2]; };  // [row][load]
-  __device__ static uint32_t lead(const Regs& r) { return r.q[0][0].x; }
   __device__ static void load(Regs& r, const QView& v, const int64_t (&row)[2], int64_t u, int t, uint32_t z) {
 #pragma unroll
     for (int rr = 0; rr < 2; ++rr) {
