@@ -697,29 +697,65 @@ __global__ void __launch_bounds__(kMmqMaxWarps * 32, 2) mmq_kernel(const MmvArgs
 // ============================================================================================
 // Direct tensor-core decode, one row of x (lane logic in matmul_mmd.cuh)
 // ============================================================================================
-// Stages x (all K columns, K % 64 == 0) as fp16 times `scale` at mmd_xpos (PERM: groups of 4 as x0, x2,
-// x1, x3), and the float32 sums of its staged 16-element groups into x16. One thread per 16-element group,
-// its 4 loads in flight (16 registers: the warp's weight units are held in registers meanwhile). Returns
-// this thread's largest |x| (NaN if it saw one).
+// One 16-element group q of x (v: its values) staged as fp16 times `scale` (see mmd_stage_x); m: the largest
+// |x| so far.
 template <bool PERM>
+__device__ __forceinline__ void mmd_stage_group(const float (&v)[16], int q, uint16_t* xs, float* x16, float scale,
+                                                float& m) {
+  float s = 0.f;
+#pragma unroll
+  for (int u = 0; u < 4; ++u) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) m = fmax_nan(m, fabsf(v[4 * u + e]));
+    uint2 h = mmq_x4_h(v[4 * u], v[4 * u + 1], v[4 * u + 2], v[4 * u + 3], scale);
+    s += mmq_x4_sum(h);
+    if (PERM) h = make_uint2(__byte_perm(h.x, h.y, 0x5410u), __byte_perm(h.x, h.y, 0x7632u));
+    *reinterpret_cast<uint2*>(xs + mmd_xpos(16 * q + 4 * u)) = h;
+  }
+  x16[q] = s;
+}
+
+// Stages x (all K columns, K % 64 == 0) as fp16 times `scale` at mmd_xpos (PERM: groups of 4 as x0, x2,
+// x1, x3), and the float32 sums of its staged 16-element groups into x16. One thread per 16-element group.
+// Float32 x in 16-byte loads (the usual case): a thread's loads for R groups (R blockDim.x groups of the
+// row) go out before it converts any, so K up to 16 R blockDim.x columns costs one round trip to L2, not
+// one per blockDim.x groups (16 R registers: the warp's weight units are held in registers meanwhile).
+// Measured before this (one group per round trip): staging x twice cost +2.5 us a call at K = 14336 (four
+// rounds), +0.7 us at K = 4096 (one). Returns this thread's largest |x| (NaN if it saw one).
+template <bool PERM, int R>
 __device__ __forceinline__ float mmd_stage_x(const MmvArgs& a, uint16_t* xs, float* x16, float scale) {
-  const int64_t ng = a.w.k / 16;
+  const int ng = (int)(a.w.k / 16), nt = blockDim.x;
   float m = 0.f;
-  for (int64_t q = threadIdx.x; q < ng; q += blockDim.x) {
+  if (a.x_kind == kXF32 && a.x_vec) {
+    const uint8_t* xp = static_cast<const uint8_t*>(a.x);
+    for (int q0 = threadIdx.x; q0 < ng; q0 += R * nt) {
+      uint4 w[R][4];
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        const int q = q0 + r * nt;
+#pragma unroll
+        for (int u = 0; u < 4; ++u) w[r][u] = q < ng ? ld_ro16(xp + 64 * (int64_t)q + 16 * u) : make_uint4(0, 0, 0, 0);
+      }
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        const int q = q0 + r * nt;
+        if (q >= ng) break;
+        float v[16];
+#pragma unroll
+        for (int u = 0; u < 4; ++u) {
+          v[4 * u] = u2f(w[r][u].x); v[4 * u + 1] = u2f(w[r][u].y);
+          v[4 * u + 2] = u2f(w[r][u].z); v[4 * u + 3] = u2f(w[r][u].w);
+        }
+        mmd_stage_group<PERM>(v, q, xs, x16, scale, m);
+      }
+    }
+    return m;
+  }
+  for (int q = threadIdx.x; q < ng; q += nt) {
     float v[16];
 #pragma unroll
-    for (int u = 0; u < 4; ++u) load_x4(a, 16 * q + 4 * u, &v[4 * u]);
-    float s = 0.f;
-#pragma unroll
-    for (int u = 0; u < 4; ++u) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) m = fmax_nan(m, fabsf(v[4 * u + e]));
-      uint2 h = mmq_x4_h(v[4 * u], v[4 * u + 1], v[4 * u + 2], v[4 * u + 3], scale);
-      s += mmq_x4_sum(h);
-      if (PERM) h = make_uint2(__byte_perm(h.x, h.y, 0x5410u), __byte_perm(h.x, h.y, 0x7632u));
-      *reinterpret_cast<uint2*>(xs + mmd_xpos(16 * q + 4 * u)) = h;
-    }
-    x16[q] = s;
+    for (int u = 0; u < 4; ++u) load_x4(a, 16 * (int64_t)q + 4 * u, &v[4 * u]);
+    mmd_stage_group<PERM>(v, q, xs, x16, scale, m);
   }
   return m;
 }
@@ -771,9 +807,11 @@ __global__ void __launch_bounds__(kMmdMaxWarps * 32, 2) mmd_kernel(const MmvArgs
   __shared__ __align__(16) uint16_t zeros[16];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, W = blockDim.x >> 5;
   const int g = lane >> 2, t = lane & 3;
-  const int64_t N = a.w.n, K = a.w.k, nu = K / M::UK;
+  const int64_t N = a.w.n, K = a.w.k;
+  const int nu = (int)(K / M::UK);  // units per row (the loop's arithmetic is 32-bit)
   const int64_t row0 = (int64_t)blockIdx.x * kMmdRows;
   const int64_t rows[2] = {imin64(row0 + g, N - 1), imin64(row0 + g + 8, N - 1)};  // loads clamp; stores check
+  const typename M::Base wb = M::base(a.w, rows, t);
   uint16_t* xs = reinterpret_cast<uint16_t*>(mmd_smem);
   float* x16 = reinterpret_cast<float*>(xs + mmd_xpos(K));
 #ifdef INFERLAB_MMQ_TRACE
@@ -785,8 +823,8 @@ __global__ void __launch_bounds__(kMmdMaxWarps * 32, 2) mmd_kernel(const MmvArgs
   typename M::Regs buf[DEPTH];
 #pragma unroll
   for (int d = 0; d < DEPTH - (M::EARLY ? 1 : 0); ++d) {
-    const int64_t u = warp + (int64_t)d * W;
-    if (u < nu) M::load(buf[d], a.w, rows, u, t, 0u);
+    const int u = warp + d * W;
+    if (u < nu) M::load(buf[d], wb, u, 0u);
   }
   MMQ_TRACE(1);
   pdl_trigger();
@@ -794,12 +832,13 @@ __global__ void __launch_bounds__(kMmdMaxWarps * 32, 2) mmd_kernel(const MmvArgs
   MMQ_TRACE(2);
 
   if (threadIdx.x < 16) zeros[threadIdx.x] = 0;  // visible after the barriers below
-  const MmdLane ln = {g, t, zeros,
-                      {__shfl_sync(~0u, 0x000f000fu, 0), __shfl_sync(~0u, 0x00f000f0u, 0),
-                       __shfl_sync(~0u, 0x64006400u, 0), __shfl_sync(~0u, 0x00300030u, 0),
-                       __shfl_sync(~0u, 0x03000300u, 0)}};
+  const MmdLane ln = {g, t, zeros, {0x000f000fu, 0x00f000f0u, 0x64006400u, 0x00300030u, 0x03000300u},
+                      {mmd_hold(0x4B000000u | a.zero), mmd_hold(0x45000000u | a.zero), mmd_hold(0x47000000u | a.zero)}};
   // x as fp16; staged again, scaled by a power of two, when it reaches 2^15 (rare).
-  float m = mmd_stage_x<M::PERM>(a, xs, x16, 1.f);
+  // Groups of x per thread in flight (mmd_stage_x): 4 where the weight registers loaded so far leave room
+  // (else ptxas issues the later groups' loads only after converting the first ones), 2 otherwise.
+  constexpr int XR = sizeof(typename M::Regs) * (DEPTH - (M::EARLY ? 1 : 0)) <= 128 ? 4 : 2;
+  float m = mmd_stage_x<M::PERM, XR>(a, xs, x16, 1.f);
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) m = fmax_nan(m, __shfl_xor_sync(0xffffffffu, m, o));
   if (lane == 0) amax_s[warp] = m;
@@ -817,17 +856,17 @@ __global__ void __launch_bounds__(kMmdMaxWarps * 32, 2) mmd_kernel(const MmvArgs
     return;
   }
   if (xscale != 1.f) {
-    mmd_stage_x<M::PERM>(a, xs, x16, xscale);
+    mmd_stage_x<M::PERM, XR>(a, xs, x16, xscale);
     __syncthreads();
   }
   MMQ_TRACE(3);
 
   float y[2] = {0.f, 0.f};           // quantized: rows g, g + 8 over this lane's classes
   float c[4] = {0.f, 0.f, 0.f, 0.f};  // F16: the C fragment over all units
-  for (int64_t u0 = warp; u0 < nu; u0 += (int64_t)DEPTH * W) {
+  for (int u0 = warp; u0 < nu; u0 += DEPTH * W) {
 #pragma unroll
     for (int d = 0; d < DEPTH; ++d) {
-      const int64_t u = u0 + (int64_t)d * W;
+      const int u = u0 + d * W;
       if (u >= nu) break;  // uniform over the warp
       MMQ_TRACE(4 + 2 * ((u - warp) / W));  // thread 0: its warp's j-th unit, 4 + 2 j
       if constexpr (M::EARLY) {
@@ -840,13 +879,13 @@ __global__ void __launch_bounds__(kMmdMaxWarps * 32, 2) mmd_kernel(const MmvArgs
         // (else the path without loads waits inside the decoding, and the one with loads waits there again,
         // for them).
         const uint32_t z = M::lead(buf[d]) & a.zero;
-        const int64_t un = u + (int64_t)(DEPTH - 1) * W + z;
-        if (un < nu) M::load(buf[(d + DEPTH - 1) % DEPTH], a.w, rows, un, t, z);
+        const int un = u + (DEPTH - 1) * W + (int)z;
+        if (un < nu) M::load(buf[(d + DEPTH - 1) % DEPTH], wb, un, z);
         M::compute(buf[d], ln, xs, x16, u, y, c);
       } else {
         M::compute(buf[d], ln, xs, x16, u, y, c);
-        const int64_t un = u + (int64_t)DEPTH * W;
-        if (un < nu) M::load(buf[d], a.w, rows, un, t, 0u);
+        const int un = u + DEPTH * W;
+        if (un < nu) M::load(buf[d], wb, un, 0u);
       }
       MMQ_TRACE(5 + 2 * ((u - warp) / W));
     }

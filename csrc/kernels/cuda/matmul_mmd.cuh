@@ -54,6 +54,7 @@ constexpr int kMmdMaxWarps = 8;   // warps per block (fewer when a row has fewer
 
 // Half index of element k of x in the staged row (k % 4 == 0 for the start of a group of 4).
 IL_HD int64_t mmd_xpos(int64_t k) { return k + 4 * (k >> 6); }
+IL_HD int mmd_xpos(int k) { return k + 4 * (k >> 6); }  // (32-bit index arithmetic in the kernel's loop)
 // Dynamic shared memory of mmd_kernel for K (a multiple of 64): staged x, then its K / 16 float sums.
 IL_HD int64_t mmd_smem_bytes(int64_t k) { return 2 * mmd_xpos(k) + 4 * (k / 16); }
 
@@ -64,7 +65,10 @@ IL_HD uint32_t mmd_nib(uint32_t w) { return (w & 0x000f000fu) | 0x64006400u; }
 // classes); UK (columns per unit); DEPTH (weight buffers per warp, the default of tune_direct_decode's
 // depth); EARLY (the order of mmd_kernel's loads: true, a unit's successor's loads issued once its own bytes
 // are in, DEPTH - 1 units ahead; false, a buffer refilled right after it is decoded, DEPTH units ahead; see
-// mmd_kernel); Regs (a unit's bytes in registers), lead(Regs) (its first word; EARLY types), load(),
+// mmd_kernel); Regs (a unit's bytes in registers), lead(Regs) (its first word; EARLY types), Base and
+// base() (the lane's addresses of unit 0, computed once and held in registers (mmd_hold): a unit's are these
+// plus u times a constant, so the loop does 32-bit offset arithmetic instead of recomputing row * stride in
+// 64 bits per unit), load(),
 // compute().
 template <GGMLType TY>
 struct Mmd {
@@ -81,15 +85,29 @@ __device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], 
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
+// v held in a register: under register pressure ptxas rematerializes cheap values (a constant, row times
+// stride) with an instruction at every use, inside the loop; the result of a shuffle it cannot recompute.
+// (A shuffle of a constant is folded before ptxas sees it: pass v | MmvArgs::zero for constants.)
+__device__ __forceinline__ uint32_t mmd_hold(uint32_t v) { return __shfl_sync(~0u, v, threadIdx.x & 31); }
+template <class T>
+__device__ __forceinline__ const T* mmd_hold(const T* p) {
+  const uint64_t v = reinterpret_cast<uint64_t>(p);
+  return reinterpret_cast<const T*>((uint64_t)mmd_hold((uint32_t)v) | ((uint64_t)mmd_hold((uint32_t)(v >> 32)) << 32));
+}
+
 // A lane's constants for Mmd<TY>::compute: its (g, t), 16 zero halves in shared memory (B of the lanes
-// that feed no class, by address instead of by mask), and the mask / fp16-exponent words of the code
-// extraction held in registers (k[]: from a shuffle, so that ptxas does not split (w & m) | e into two
-// instructions with immediates).
+// that feed no class, by address instead of by mask), the mask / fp16-exponent words of the code extraction
+// (k[]: constants; ptxas makes (w & m) | e one LOP3 with the mask as its immediate) and float32 exponent
+// words held in registers (e[], mmd_hold: with them a 6-bit field becomes a float in one LOP3 and one add).
 struct MmdLane {
   int g, t;
   const uint16_t* zeros;
   uint32_t k[5];  // 0x000f000f, 0x00f000f0, 0x64006400, 0x00300030, 0x03000300
+  uint32_t e[3];  // 0x4B000000 (2^23), 0x45000000 (2^11), 0x47000000 (2^15)
 };
+
+// u2f(b | e) - f(e), b a field within the mantissa of the float with bits e: exact.
+__device__ __forceinline__ float mmd_field(uint32_t b, uint32_t e, float fe) { return u2f(b | e) - fe; }
 
 // (a & b) | c in one LOP3.
 __device__ __forceinline__ uint32_t lop_and_or(uint32_t a, uint32_t b, uint32_t c) {
@@ -119,25 +137,30 @@ struct Mmd<GGMLType::Q4_K> {
   static constexpr int UK = 256, DEPTH = 2;
   struct Regs { uint4 q[2][2]; uint4 s[2]; };  // [row g, g + 8][load]; headers
   __device__ static uint32_t lead(const Regs& r) { return r.q[0][0].x; }
+  struct Base { const uint8_t* p[2]; const uint8_t* s[2]; };  // [row g, g + 8]: payload + 16 t; side
+  __device__ static Base base(const QView& v, const int64_t (&row)[2], int t) {
+    return {{mmd_hold(Q::payload(v, row[0], 0) + 16 * t), mmd_hold(Q::payload(v, row[1], 0) + 16 * t)},
+            {mmd_hold(Q::side(v, row[0], 0)), mmd_hold(Q::side(v, row[1], 0))}};
+  }
   // z: 0 (added to every address: see mmd_kernel)
-  __device__ static void load(Regs& r, const QView& v, const int64_t (&row)[2], int64_t u, int t, uint32_t z) {
+  __device__ static void load(Regs& r, const Base& b, int u, uint32_t z) {
+    const uint32_t o = (uint32_t)u * Q::PB + z, os = (uint32_t)u * Q::SB + z;
 #pragma unroll
     for (int rr = 0; rr < 2; ++rr) {
-      const uint8_t* p = Q::payload(v, row[rr], u) + 16 * t + z;
-      r.q[rr][0] = ld_stream16(p);
-      r.q[rr][1] = ld_stream16(p + 64);
-      r.s[rr] = ld_ro16(Q::side(v, row[rr], u) + z);
+      r.q[rr][0] = ld_stream16(b.p[rr] + o);
+      r.q[rr][1] = ld_stream16(b.p[rr] + o + 64);
+      r.s[rr] = ld_ro16(b.s[rr] + os);
     }
   }
   // Low nibbles as 1024 + q, high nibbles masked in place (not shifted) as 1024 + 16 q: one LOP3 per A register
   // (and one shift per word for its bytes 1, 3).
-  __device__ static void compute(const Regs& r, const MmdLane& ln, const uint16_t* xs, const float* x16, int64_t u,
+  __device__ static void compute(const Regs& r, const MmdLane& ln, const uint16_t* xs, const float* x16, int u,
                                  float (&y)[2], float (&)[4]) {
     const int g = ln.g, t = ln.t;
     float c[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
 #pragma unroll
     for (int L = 0; L < 2; ++L) {
-      const int64_t seg = UK * u + 64 * (2 * L + (t >> 1));  // column of the chunk's first element
+      const int seg = UK * u + 64 * (2 * L + (t >> 1));  // column of the chunk's first element
       const uint16_t* xb = xs + mmd_xpos(seg) + 16 * (t & 1);
       const uint16_t* xlo = g == 2 * t ? xb : ln.zeros;
       const uint16_t* xhi = g == 2 * t + 1 ? xb + 32 : ln.zeros;
@@ -159,7 +182,7 @@ struct Mmd<GGMLType::Q4_K> {
     float X[2][2];  // [load][low, high]: x sums of the lane's 16 columns
 #pragma unroll
     for (int L = 0; L < 2; ++L) {
-      const int64_t q = (UK * u + 64 * (2 * L + (t >> 1)) + 16 * (t & 1)) / 16;
+      const int q = (UK * u + 64 * (2 * L + (t >> 1)) + 16 * (t & 1)) / 16;
       X[L][0] = x16[q];
       X[L][1] = x16[q + 2];
     }
@@ -171,19 +194,23 @@ struct Mmd<GGMLType::Q4_K> {
       const uint4 s = r.s[rr];
       const float2 dd = h2x2f(s.x);  // d, dmin
       const uint32_t A2 = s.y >> sh, B2 = s.z >> sh, C2 = s.w >> sh;
+      // [L]: the 6-bit scale / min of the low (bits 0..5) and high (bits 8..13) nibbles' classes
       const uint32_t scp[2] = {A2 & 0x3f3fu, (C2 & 0x0f0fu) | ((A2 >> 2) & 0x3030u)};
       const uint32_t mnp[2] = {B2 & 0x3f3fu, ((C2 >> 4) & 0x0f0fu) | ((B2 >> 2) & 0x3030u)};
-      float acc = 0.f, accm = 0.f;
+      float acc, accm;  // (not 0 + ...: that costs an add, as 0 + -0 is +0)
 #pragma unroll
       for (int L = 0; L < 2; ++L) {
-        // byte -> float without a conversion: 2^23 + v - 2^23 (low nibbles) and 2^19 + v / 16 - 2^19 (high
-        // nibbles, whose codes enter A times 16)
-        const float sc0 = u2f(byte_perm(scp[L], 0x4B000000u, 0x7440u)) - 8388608.f;
-        const float sc1 = u2f(byte_perm(scp[L], 0x49000000u, 0x7441u)) - 524288.f;
-        const float mn0 = u2f(byte_perm(mnp[L], 0x4B000000u, 0x7440u)) - 8388608.f;
-        const float mn1 = u2f(byte_perm(mnp[L], 0x4B000000u, 0x7441u)) - 8388608.f;
-        acc += sc0 * (c[L][2 * rr] - 1024.f * X[L][0]) + sc1 * (c[L][2 * rr + 1] - 1024.f * X[L][1]);
-        accm += mn0 * X[L][0] + mn1 * X[L][1];
+        // field -> float without a conversion (mmd_field): bits 0..5 in 2^23 give v; bits 8..13 in 2^11 give
+        // v / 16 (the high nibbles' codes enter A times 16), in 2^15 v. For L = 0 the masks of scp / mnp
+        // fold into these LOP3s.
+        const float sc0 = mmd_field(scp[L] & 0xffu, ln.e[0], 8388608.f);
+        const float sc1 = mmd_field(scp[L] & 0xff00u, ln.e[1], 2048.f);
+        const float mn0 = mmd_field(mnp[L] & 0xffu, ln.e[0], 8388608.f);
+        const float mn1 = mmd_field(mnp[L] & 0xff00u, ln.e[2], 32768.f);
+        const float a0 = sc0 * (c[L][2 * rr] - 1024.f * X[L][0]) + sc1 * (c[L][2 * rr + 1] - 1024.f * X[L][1]);
+        const float m0 = mn0 * X[L][0] + mn1 * X[L][1];
+        acc = L == 0 ? a0 : acc + a0;
+        accm = L == 0 ? m0 : accm + m0;
       }
       y[rr] += dd.x * acc - dd.y * accm;
     }
@@ -202,26 +229,35 @@ struct Mmd<GGMLType::Q6_K> {
   static constexpr int UK = 256, DEPTH = 2;
   struct Regs { uint4 lo[2], hi[2], qh[2]; uint2 sc[2]; uint32_t d[2]; };  // per row g, g + 8
   __device__ static uint32_t lead(const Regs& r) { return r.lo[0].x; }
-  __device__ static void load(Regs& r, const QView& v, const int64_t (&row)[2], int64_t u, int t, uint32_t z) {
-    const int h = t >> 1, lh = t & 1;
+  // [row g, g + 8]: the lane's ql bytes (64 h + 16 lh); side. oh / osc: its qh bytes and the scales of its
+  // half, from p.
+  struct Base { const uint8_t* p[2]; const uint8_t* s[2]; uint32_t oh, osc; };
+  __device__ static Base base(const QView& v, const int64_t (&row)[2], int t) {
+    const int h = t >> 1, lh = t & 1, l = 64 * h + 16 * lh;
+    return {{mmd_hold(Q::payload(v, row[0], 0) + l), mmd_hold(Q::payload(v, row[1], 0) + l)},
+            {mmd_hold(Q::side(v, row[0], 0)), mmd_hold(Q::side(v, row[1], 0))},
+            mmd_hold((uint32_t)(128 + 32 * h + 16 * lh - l)), mmd_hold((uint32_t)(192 + 8 * h - l))};
+  }
+  __device__ static void load(Regs& r, const Base& b, int u, uint32_t z) {
+    const uint32_t o = (uint32_t)u * Q::PB + z, os = (uint32_t)u * Q::SB + z;
 #pragma unroll
     for (int rr = 0; rr < 2; ++rr) {
-      const uint8_t* p = Q::payload(v, row[rr], u) + z;
-      r.lo[rr] = ld_stream16(p + 64 * h + 16 * lh);
-      r.hi[rr] = ld_stream16(p + 64 * h + 32 + 16 * lh);
-      r.qh[rr] = ld_stream16(p + 128 + 32 * h + 16 * lh);
-      r.sc[rr] = ld_ro8(p + 192 + 8 * h);
-      r.d[rr] = ld_ro2(Q::side(v, row[rr], u) + z);
+      const uint8_t* p = b.p[rr] + o;
+      r.lo[rr] = ld_stream16(p);
+      r.hi[rr] = ld_stream16(p + 32);
+      r.qh[rr] = ld_stream16(p + b.oh);
+      r.sc[rr] = ld_ro8(p + b.osc);
+      r.d[rr] = ld_ro2(b.s[rr] + os);
     }
   }
   // Codes in place: classes 0, 1 (low nibbles) as 1024 + q, classes 2, 3 (high nibbles, not shifted) as
   // 1024 + 16 q; the qh bits moved by one shift per (class pair, byte pair); two LOP3 per A register.
-  __device__ static void compute(const Regs& r, const MmdLane& ln, const uint16_t* xs, const float* x16, int64_t u,
+  __device__ static void compute(const Regs& r, const MmdLane& ln, const uint16_t* xs, const float* x16, int u,
                                  float (&y)[2], float (&)[4]) {
     const int g = ln.g, t = ln.t;
     float c[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
     const int h = t >> 1, lh = t & 1;
-    const int64_t k0 = UK * u + 128 * h + 16 * lh;
+    const int k0 = UK * u + 128 * h + 16 * lh;
     const uint16_t* xb = xs + mmd_xpos(k0 - 16 * lh) + 16 * lh;  // a 64-element segment starts at k0 - 16 lh
     const uint16_t* xj[4];
 #pragma unroll
@@ -253,15 +289,16 @@ struct Mmd<GGMLType::Q6_K> {
 #pragma unroll
     for (int rr = 0; rr < 2; ++rr) {
       const float d = h2f(r.d[rr]);
-      float acc = 0.f;
+      float acc;  // (not 0 + ...: that costs an add, as 0 + -0 is +0)
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
         const uint32_t w = (j >> 1) ? r.sc[rr].y : r.sc[rr].x;  // bytes lh + 2j of scales[8h, 8h + 8)
         const int byte = (lh + 2 * j) & 3;
         const float sc = (float)(int8_t)((w >> (8 * byte)) & 0xffu);
         // classes 2, 3: C = sum (1024 + 16 q) x, so sum (q - 32) x = (C - 1536 X) / 16
-        acc += (j >> 1) ? sc * 0.0625f * (c[1][2 * rr + (j & 1)] - 1536.f * x16[(k0 + 32 * j) / 16])
-                        : sc * (c[0][2 * rr + (j & 1)] - 1056.f * x16[(k0 + 32 * j) / 16]);
+        const float v = (j >> 1) ? sc * 0.0625f * (c[1][2 * rr + (j & 1)] - 1536.f * x16[(k0 + 32 * j) / 16])
+                                 : sc * (c[0][2 * rr + (j & 1)] - 1056.f * x16[(k0 + 32 * j) / 16]);
+        acc = j == 0 ? v : acc + v;
       }
       y[rr] += d * acc;
     }
@@ -279,17 +316,23 @@ struct Mmd<GGMLType::Q8_0> {
   static constexpr int UK = 128, DEPTH = 4;
   struct Regs { uint4 q[2][2]; uint32_t d[2]; };  // [row][load]; d: [row] = d of block t/2 | d of 2 + t/2 << 16
   __device__ static uint32_t lead(const Regs& r) { return r.q[0][0].x; }
-  __device__ static void load(Regs& r, const QView& v, const int64_t (&row)[2], int64_t u, int t, uint32_t z) {
+  struct Base { const uint8_t* p[2]; const uint8_t* s[2]; };  // [row g, g + 8]: payload + 16 t; d of block t / 2
+  __device__ static Base base(const QView& v, const int64_t (&row)[2], int t) {
+    return {{mmd_hold(Q::payload(v, row[0], 0) + 16 * t), mmd_hold(Q::payload(v, row[1], 0) + 16 * t)},
+            {mmd_hold(Q::side(v, row[0], t >> 1)), mmd_hold(Q::side(v, row[1], t >> 1))}};
+  }
+  __device__ static void load(Regs& r, const Base& b, int u, uint32_t z) {
+    const uint32_t o = (uint32_t)u * (4 * Q::PB) + z, os = (uint32_t)u * (4 * Q::SB) + z;
 #pragma unroll
     for (int rr = 0; rr < 2; ++rr) {
-      const uint8_t* p = Q::payload(v, row[rr], 4 * u) + 16 * t + z;
+      const uint8_t* p = b.p[rr] + o;
       r.q[rr][0] = ld_stream16(p);
       r.q[rr][1] = ld_stream16(p + 64);
-      const uint8_t* sd = Q::side(v, row[rr], 4 * u + (t >> 1)) + z;
+      const uint8_t* sd = b.s[rr] + os;
       r.d[rr] = ld_ro2(sd) | (ld_ro2(sd + 2 * Q::SB) << 16);
     }
   }
-  __device__ static void compute(const Regs& r, const MmdLane& ln, const uint16_t* xs, const float* x16, int64_t u,
+  __device__ static void compute(const Regs& r, const MmdLane& ln, const uint16_t* xs, const float* x16, int u,
                                  float (&y)[2], float (&)[4]) {
     const int g = ln.g, t = ln.t;
     float c[4] = {0.f, 0.f, 0.f, 0.f};
@@ -307,7 +350,7 @@ struct Mmd<GGMLType::Q8_0> {
         mma16816(c, a, b);
       }
     }
-    const int64_t q = (UK * u + 16 * t) / 16;
+    const int q = (UK * u + 16 * t) / 16;
     const float X0 = x16[q], X1 = x16[q + 4];
 #pragma unroll
     for (int rr = 0; rr < 2; ++rr) {
@@ -325,15 +368,19 @@ struct Mmd<GGMLType::F16> {
   static constexpr bool OK = true, PERM = false, FLOAT = true, EARLY = false;
   static constexpr int UK = 64, DEPTH = 3;
   struct Regs { uint4 q[2][2]; };  // [row][load]
-  __device__ static void load(Regs& r, const QView& v, const int64_t (&row)[2], int64_t u, int t, uint32_t z) {
+  struct Base { const uint8_t* p[2]; };  // [row g, g + 8]: column 8 t
+  __device__ static Base base(const QView& v, const int64_t (&row)[2], int t) {
+    return {{mmd_hold(v.pay + 2 * (row[0] * v.k + 8 * t)), mmd_hold(v.pay + 2 * (row[1] * v.k + 8 * t))}};
+  }
+  __device__ static void load(Regs& r, const Base& b, int u, uint32_t z) {
+    const uint32_t o = (uint32_t)u * (2 * UK) + z;
 #pragma unroll
     for (int rr = 0; rr < 2; ++rr) {
-      const uint8_t* p = v.pay + 2 * (row[rr] * v.k + UK * u + 8 * t) + z;
-      r.q[rr][0] = ld_stream16(p);
-      r.q[rr][1] = ld_stream16(p + 64);
+      r.q[rr][0] = ld_stream16(b.p[rr] + o);
+      r.q[rr][1] = ld_stream16(b.p[rr] + o + 64);
     }
   }
-  __device__ static void compute(const Regs& r, const MmdLane& ln, const uint16_t* xs, const float*, int64_t u,
+  __device__ static void compute(const Regs& r, const MmdLane& ln, const uint16_t* xs, const float*, int u,
                                  float (&)[2], float (&c)[4]) {
     const int t = ln.t;
     const uint16_t* xb = xs + mmd_xpos(UK * u) + 8 * t;
