@@ -11,9 +11,11 @@ Thread 0 of blocks 0 and gridDim / 2 prints, in SM cycles from its start: when i
 issued, when the programmatic-launch wait returned, when x was staged, and per chunk when its tile was
 ready and when its refill was issued (after the block barrier). The summary gives those and the mean
 cycles per chunk spent computing (ready -> refill issued) and waiting (refill issued -> next tile ready).
-For the direct kernel (mmd_kernel, cases "direct") a "chunk" is a unit of thread 0's warp: ready is when its
-compute starts (after x is staged), done when the reload of its registers is issued; "stages" is the units
-in flight per warp; "issued" is after the first units' loads.
+For the direct kernel (mmd_kernel, cases "direct", "directD" for D weight buffers per warp) a "chunk" is a
+unit of thread 0's warp: ready is when its bytes are in (the early load order of Q4_K / Q6_K / Q8_0; F16:
+when its compute starts), done when its compute is over and (F16) the reload of its registers issued, so
+"wait" is the wait for the next unit's bytes; "stages" is the weight buffers per warp; "issued" is after the
+first units' loads. --direct-only runs just these at the shapes of the decode floor.
 """
 from __future__ import annotations
 
@@ -55,7 +57,7 @@ def parse(text: str) -> list[dict]:
     return out
 
 
-def run() -> int:
+def run(direct_only: bool = False) -> int:
     import numpy as np
 
     import inferlab
@@ -69,17 +71,23 @@ def run() -> int:
         return 1
     mm = inferlab._core.matmul
     rng = np.random.default_rng(0)
-    for n, k in [(1056, 14336), (4096, 14336), (4096, 4096)]:
-        for t, fold in [("Q8_0", 0), ("Q8_0", 2), ("Q4_K", 2), ("Q6_K", 0), ("F16", -1),
-                        ("Q4_K", "direct"), ("Q8_0", "direct"), ("F16", "direct")]:
+    shapes = [(1056, 14336), (4096, 14336), (4096, 4096)]
+    cases = [("Q8_0", 0), ("Q8_0", 2), ("Q4_K", 2), ("Q6_K", 0), ("F16", -1),
+             ("Q4_K", "direct"), ("Q8_0", "direct"), ("F16", "direct")]
+    if direct_only:  # the direct kernel at the matvec floor's shapes (Phi-3 o, Llama-3 o, Llama-3 down)
+        shapes = [(3072, 3072), (4096, 4096), (4096, 14336)]
+        cases = [(t, "direct") for t in ("Q4_K", "Q6_K", "Q8_0", "F16")] + [("Q4_K", "direct3"), ("Q8_0", "direct3")]
+    for n, k in shapes:
+        for t, fold in cases:
             w = QWeight.from_bytes(make_weight(rng, t, n, k), t, n, k, device="cuda")
             x = rng.standard_normal((1, k)).astype(np.float32)
-            direct = fold == "direct"
+            direct = str(fold).startswith("direct")  # "direct": default depth; "directD": D weight buffers per warp
+            depth = int(fold[6:]) if direct and len(fold) > 6 else 0
             mm.tune_mma_decode(64, 8, -1 if direct else fold, 0)
-            mm.tune_direct_decode(1 if direct else 0)  # the ring kernel (mmq_kernel) unless "direct" (mmd_kernel)
+            mm.tune_direct_decode(1 if direct else 0, 8, depth)  # the ring kernel (mmq_kernel) unless direct
             try:
                 for i in range(3):
-                    print(f"=== {t} {'direct' if direct else f'fold {fold}'} n {n} k {k} call {i}", flush=True)
+                    print(f"=== {t} {fold if direct else f'fold {fold}'} n {n} k {k} call {i}", flush=True)
                     matmul(x, w)  # synchronous (NumPy in and out): the kernel's prints follow the marker
             finally:
                 mm.tune_mma_decode()
@@ -90,9 +98,11 @@ def run() -> int:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--parse", metavar="LOG", help="summarize a log of a traced run instead of running")
+    ap.add_argument("--direct-only", action="store_true",
+                    help="only the direct kernel, Q4_K / Q6_K / Q8_0 / F16 at Phi-3 o, Llama-3 o and Llama-3 down")
     args = ap.parse_args()
     if not args.parse:
-        return run()
+        return run(args.direct_only)
     with open(args.parse) as f:
         recs = parse(f.read())
     last = {}

@@ -486,11 +486,15 @@ __device__ __forceinline__ float mmq_stage_x_i8(const MmvArgs& a, int8_t* hi, in
 // Diagnostic build only (-DINFERLAB_MMQ_TRACE): thread 0 of blocks 0 and gridDim.x / 2 prints the SM cycle
 // counts at which mmq_kernel reaches its phases (start, copies issued, PDL wait over, x staged, each of the
 // first chunks' tile ready and its refill issued, end).
+// MMQ_TRACE_AFTER(i, v): the same, once v (always 0) is known: a branch on it keeps the clock read after it.
 #ifdef INFERLAB_MMQ_TRACE
 #define MMQ_TRACE(i) \
   do { if (threadIdx.x == 0 && (i) < 48) trace_[(i)] = clock64(); } while (0)
+#define MMQ_TRACE_AFTER(i, v) \
+  do { if (threadIdx.x == 0 && (v) == 0 && (i) < 48) trace_[(i)] = clock64(); } while (0)
 #else
 #define MMQ_TRACE(i) do { } while (0)
+#define MMQ_TRACE_AFTER(i, v) do { } while (0)
 #endif
 
 // Grid: ceil(n / kMmqRows) blocks of 32 * W threads (W <= kMmqMaxWarps); dynamic shared memory
@@ -868,7 +872,7 @@ __global__ void __launch_bounds__(kMmdMaxWarps * 32, 2) mmd_kernel(const MmvArgs
     for (int d = 0; d < DEPTH; ++d) {
       const int u = u0 + d * W;
       if (u >= nu) break;  // uniform over the warp
-      MMQ_TRACE(4 + 2 * ((u - warp) / W));  // thread 0: its warp's j-th unit, 4 + 2 j
+      if constexpr (!M::EARLY) MMQ_TRACE(4 + 2 * ((u - warp) / W));  // thread 0: its warp's j-th unit, 4 + 2 j
       if constexpr (M::EARLY) {
         // The loads of unit u + (DEPTH - 1) W (into the buffer that unit u - W left) go out once unit u's
         // bytes are here: ptxas gives all of the loop's global loads one scoreboard, and the first use of a
@@ -879,6 +883,7 @@ __global__ void __launch_bounds__(kMmdMaxWarps * 32, 2) mmd_kernel(const MmvArgs
         // (else the path without loads waits inside the decoding, and the one with loads waits there again,
         // for them).
         const uint32_t z = M::lead(buf[d]) & a.zero;
+        MMQ_TRACE_AFTER(4 + 2 * ((u - warp) / W), z);  // (its bytes are in)
         const int un = u + (DEPTH - 1) * W + (int)z;
         if (un < nu) M::load(buf[(d + DEPTH - 1) % DEPTH], wb, un, z);
         M::compute(buf[d], ln, xs, x16, u, y, c);
