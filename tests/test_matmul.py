@@ -556,10 +556,10 @@ def test_cuda_direct_decode(rng, t):
         x = rng.standard_normal((1, k)).astype(np.float32)
         with ring_decode():
             y_ring = matmul(x, w)
-        for warps in (8, 3):
-            mm.tune_direct_decode(1, warps, 0)
+        for warps, l2 in ((8, 0), (3, 0), (8, 1), (3, 1)):  # l2: the L2 lookahead variant
+            mm.tune_direct_decode(1, warps, 0, l2)
             try:
-                run_and_check(rng, "cuda", t, n, k, 1, w=w, raw=raw, W=W, x=x, label=f"direct w{warps}")
+                run_and_check(rng, "cuda", t, n, k, 1, w=w, raw=raw, W=W, x=x, label=f"direct w{warps} l2 {l2}")
                 y = matmul(x, w)
             finally:
                 mm.tune_direct_decode()
@@ -596,6 +596,10 @@ def test_cuda_direct_decode(rng, t):
         mm.tune_direct_decode(1, 8, 5)
     with pytest.raises(ValueError, match="warps"):
         mm.tune_direct_decode(1, 9)
+    with pytest.raises(ValueError, match="l2"):
+        mm.tune_direct_decode(1, 8, 3, 1)
+    with pytest.raises(ValueError, match="l2"):
+        mm.tune_direct_decode(1, 8, 0, 2)
 
 
 @pytest.mark.cuda

@@ -183,20 +183,21 @@ void bind_matmul(py::module_& m) {
       "choice.");
   mm.def(
       "tune_direct_decode",
-      [](int mode, int warps, int depth) {
+      [](int mode, int warps, int depth, int l2) {
 #ifdef INFERLAB_WITH_CUDA
-        cuda::tune_direct_decode(mode, warps, depth);
+        cuda::tune_direct_decode(mode, warps, depth, l2);
 #else
-        (void)mode; (void)warps; (void)depth;
+        (void)mode; (void)warps; (void)depth; (void)l2;
         require_cuda("tune_direct_decode");
 #endif
       },
-      py::arg("mode") = 1, py::arg("warps") = 8, py::arg("depth") = 0,
+      py::arg("mode") = 1, py::arg("warps") = 8, py::arg("depth") = 0, py::arg("l2") = 0,
       "Direct tensor-core decode kernel for one row of x (Q4_K, Q6_K, Q8_0, F16; weights loaded into "
       "registers, no shared-memory ring), for measurements: mode 1 on (the default), 0 off (the ring kernel, "
       "tune_mma_decode, runs instead); warps per block (1..8); weight buffers per warp (2..4; 0: per "
-      "type; with the early load order of Q4_K / Q6_K / Q8_0, depth - 1 units are in flight). The defaults "
-      "are the measured choice.");
+      "type; with the early load order of Q4_K / Q6_K / Q8_0, depth - 1 units are in flight); l2 = 1: the "
+      "warp's next unit after those is also asked into L2 (prefetches), at the type's own depth (depth 0) "
+      "only. The defaults are the measured choice (l2 = 1 is not measured yet).");
   mm.def(
       "bench_copy_ms",
       [](const std::vector<Tensor>& dsts, const std::vector<Tensor>& srcs, int iters) -> double {

@@ -800,8 +800,10 @@ __device__ void mmd_nonfinite_rows(const MmvArgs& a, int64_t row0) {
 // Grid: ceil(n / kMmdRows) blocks of 32 * W threads (W <= kMmdMaxWarps); dynamic shared memory
 // mmd_smem_bytes(k). a.t == 1, k % Mmd<TY>::UK == 0. DEPTH: weight buffers per warp (registers); while unit
 // u is decoded, units u + W .. u + (DEPTH - 1) W are in flight (Mmd<TY>::EARLY), or up to u + DEPTH W once u's
-// buffer is refilled (else).
-template <GGMLType TY, int DEPTH>
+// buffer is refilled (else). L2A (a measurement option, tune_direct_decode's l2): the warp's next unit after
+// those in registers is also asked into L2 (Mmd<TY>::l2: prefetches, no registers, nothing waits for them),
+// before the PDL wait and with each unit's register loads, so that its register loads find it there.
+template <GGMLType TY, int DEPTH, bool L2A = false>
 __global__ void __launch_bounds__(kMmdMaxWarps * 32, 2) mmd_kernel(const MmvArgs a) {
   using M = Mmd<TY>;
   extern __shared__ float4 mmd_smem[];
@@ -829,6 +831,10 @@ __global__ void __launch_bounds__(kMmdMaxWarps * 32, 2) mmd_kernel(const MmvArgs
   for (int d = 0; d < DEPTH - (M::EARLY ? 1 : 0); ++d) {
     const int u = warp + d * W;
     if (u < nu) M::load(buf[d], wb, u, 0u);
+  }
+  if constexpr (L2A) {
+    const int u = warp + (DEPTH - (M::EARLY ? 1 : 0)) * W;
+    if (u < nu) M::l2(wb, u);
   }
   MMQ_TRACE(1);
   pdl_trigger();
@@ -886,11 +892,17 @@ __global__ void __launch_bounds__(kMmdMaxWarps * 32, 2) mmd_kernel(const MmvArgs
         MMQ_TRACE_AFTER(4 + 2 * ((u - warp) / W), z);  // (its bytes are in)
         const int un = u + (DEPTH - 1) * W + (int)z;
         if (un < nu) M::load(buf[(d + DEPTH - 1) % DEPTH], wb, un, z);
+        if constexpr (L2A) {
+          if (un + W < nu) M::l2(wb, un + W);
+        }
         M::compute(buf[d], ln, xs, x16, u, y, c);
       } else {
         M::compute(buf[d], ln, xs, x16, u, y, c);
         const int un = u + DEPTH * W;
         if (un < nu) M::load(buf[d], wb, un, 0u);
+        if constexpr (L2A) {
+          if (un + W < nu) M::l2(wb, un + W);
+        }
       }
       MMQ_TRACE(5 + 2 * ((u - warp) / W));
     }
@@ -1101,6 +1113,7 @@ void launch_mmq_kernel(const MmvArgs& c, int64_t grid, int warps, int cl, cudaSt
 int g_mmd = 1;
 int g_mmd_warps = kMmdMaxWarps;
 int g_mmd_depth = 0;  // weight buffers per warp: 2, 3, 4; 0: Mmd<TY>::DEPTH
+int g_mmd_l2 = 0;     // 1: mmd_kernel's L2 lookahead (L2A; at the type's default depth only). Not measured yet
 constexpr int kMmdSmemLimit = 100 * 1024;  // opt-in dynamic shared memory of mmd_kernel (x and its sums)
 
 template <GGMLType TY>
@@ -1120,13 +1133,15 @@ void launch_mmd(MmvArgs a, cudaStream_t stream) {
     const int64_t grid = (a.w.n + kMmdRows - 1) / kMmdRows;
     const int depth = g_mmd_depth > 0 ? g_mmd_depth : Mmd<TY>::DEPTH;
     static const bool configured = [] {
-      for (auto kern : {mmd_kernel<TY, 2>, mmd_kernel<TY, 3>, mmd_kernel<TY, 4>})
+      for (auto kern : {mmd_kernel<TY, 2>, mmd_kernel<TY, 3>, mmd_kernel<TY, 4>, mmd_kernel<TY, Mmd<TY>::DEPTH, true>})
         IL_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, kMmdSmemLimit));
       return true;
     }();
     (void)configured;
     auto go = [&](auto kern) { launch_decode(kern, grid, warps * 32, (size_t)mmd_smem_bytes(a.w.k), stream, a); };
-    if (depth == 2)
+    if (g_mmd_l2 && depth == Mmd<TY>::DEPTH)
+      go(mmd_kernel<TY, Mmd<TY>::DEPTH, true>);
+    else if (depth == 2)
       go(mmd_kernel<TY, 2>);
     else if (depth == 3)
       go(mmd_kernel<TY, 3>);
@@ -1594,13 +1609,16 @@ void tune_mma_decode(int ring_kib, int warps, int fold, int cluster) {
   g_mmq_cluster = cluster;
 }
 
-void tune_direct_decode(int mode, int warps, int depth) {
+void tune_direct_decode(int mode, int warps, int depth, int l2) {
   IL_CHECK_ARG(mode == 0 || mode == 1, "mode must be 0 (off) or 1 (on), got ", mode);
   IL_CHECK_ARG(warps >= 1 && warps <= kMmdMaxWarps, "warps must be in [1, ", kMmdMaxWarps, "], got ", warps);
   IL_CHECK_ARG(depth == 0 || (depth >= 2 && depth <= 4), "depth must be 0 (per type), 2, 3 or 4, got ", depth);
+  IL_CHECK_ARG(l2 == 0 || (l2 == 1 && depth == 0), "l2 must be 0, or 1 with depth 0 (the type's own), got l2 ", l2,
+               " with depth ", depth);
   g_mmd = mode;
   g_mmd_warps = warps;
   g_mmd_depth = depth;
+  g_mmd_l2 = l2;
 }
 
 bool set_pdl_enabled(bool on) {

@@ -88,8 +88,9 @@ bool set_pdl_enabled(bool on);
 // and warps per block (default 8).
 void tune_mma_decode(int ring_kib, int warps, int fold, int cluster);
 // Direct tensor-core decode for one row of x (matmul_mmd.cuh): mode 1 on (default; Q4_K, Q6_K, Q8_0, F16), 0 off;
-// warps per block 1..8; weight buffers per warp 2..4 (0: per type; see mmd_kernel). ValueError on other values.
-void tune_direct_decode(int mode, int warps, int depth);
+// warps per block 1..8; weight buffers per warp 2..4 (0: per type; see mmd_kernel); l2 1: the L2 lookahead
+// (mmd_kernel's L2A, with depth 0 only; a measurement option, off by default). ValueError on other values.
+void tune_direct_decode(int mode, int warps, int depth, int l2 = 0);
 
 // Benchmark helpers (benchmarks/_bench_matmul.py). Each runs `iters` calls cycling through the list,
 // captured in one CUDA graph on a private stream (so launch overhead is not measured; this is how a model

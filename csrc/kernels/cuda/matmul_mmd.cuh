@@ -69,7 +69,7 @@ IL_HD uint32_t mmd_nib(uint32_t w) { return (w & 0x000f000fu) | 0x64006400u; }
 // base() (the lane's addresses of unit 0, computed once and held in registers (mmd_hold): a unit's are these
 // plus u times a constant, so the loop does 32-bit offset arithmetic instead of recomputing row * stride in
 // 64 bits per unit), load(),
-// compute().
+// compute(), l2() (load()'s sectors asked into L2, for the L2 lookahead of mmd_kernel).
 template <GGMLType TY>
 struct Mmd {
   static constexpr bool OK = false;
@@ -94,6 +94,9 @@ __device__ __forceinline__ const T* mmd_hold(const T* p) {
   const uint64_t v = reinterpret_cast<uint64_t>(p);
   return reinterpret_cast<const T*>((uint64_t)mmd_hold((uint32_t)v) | ((uint64_t)mmd_hold((uint32_t)(v >> 32)) << 32));
 }
+
+// Asks L2 for the 32-byte sector at p (no registers, nothing waits for it).
+__device__ __forceinline__ void mmd_l2(const uint8_t* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
 
 // A lane's constants for Mmd<TY>::compute: its (g, t), 16 zero halves in shared memory (B of the lanes
 // that feed no class, by address instead of by mask), the mask / fp16-exponent words of the code extraction
@@ -150,6 +153,15 @@ struct Mmd<GGMLType::Q4_K> {
       r.q[rr][0] = ld_stream16(b.p[rr] + o);
       r.q[rr][1] = ld_stream16(b.p[rr] + o + 64);
       r.s[rr] = ld_ro16(b.s[rr] + os);
+    }
+  }
+  __device__ static void l2(const Base& b, int u) {  // load()'s sectors into L2
+    const uint32_t o = (uint32_t)u * Q::PB, os = (uint32_t)u * Q::SB;
+#pragma unroll
+    for (int rr = 0; rr < 2; ++rr) {
+      mmd_l2(b.p[rr] + o);
+      mmd_l2(b.p[rr] + o + 64);
+      mmd_l2(b.s[rr] + os);
     }
   }
   // Low nibbles as 1024 + q, high nibbles masked in place (not shifted) as 1024 + 16 q: one LOP3 per A register
@@ -250,6 +262,18 @@ struct Mmd<GGMLType::Q6_K> {
       r.d[rr] = ld_ro2(b.s[rr] + os);
     }
   }
+  __device__ static void l2(const Base& b, int u) {  // load()'s sectors into L2
+    const uint32_t o = (uint32_t)u * Q::PB, os = (uint32_t)u * Q::SB;
+#pragma unroll
+    for (int rr = 0; rr < 2; ++rr) {
+      const uint8_t* p = b.p[rr] + o;
+      mmd_l2(p);
+      mmd_l2(p + 32);
+      mmd_l2(p + b.oh);
+      mmd_l2(p + b.osc);
+      mmd_l2(b.s[rr] + os);
+    }
+  }
   // Codes in place: classes 0, 1 (low nibbles) as 1024 + q, classes 2, 3 (high nibbles, not shifted) as
   // 1024 + 16 q; the qh bits moved by one shift per (class pair, byte pair); two LOP3 per A register.
   __device__ static void compute(const Regs& r, const MmdLane& ln, const uint16_t* xs, const float* x16, int u,
@@ -332,6 +356,15 @@ struct Mmd<GGMLType::Q8_0> {
       r.d[rr] = ld_ro2(sd) | (ld_ro2(sd + 2 * Q::SB) << 16);
     }
   }
+  __device__ static void l2(const Base& b, int u) {  // load()'s sectors into L2
+    const uint32_t o = (uint32_t)u * (4 * Q::PB), os = (uint32_t)u * (4 * Q::SB);
+#pragma unroll
+    for (int rr = 0; rr < 2; ++rr) {
+      mmd_l2(b.p[rr] + o);
+      mmd_l2(b.p[rr] + o + 64);
+      mmd_l2(b.s[rr] + os);
+    }
+  }
   __device__ static void compute(const Regs& r, const MmdLane& ln, const uint16_t* xs, const float* x16, int u,
                                  float (&y)[2], float (&)[4]) {
     const int g = ln.g, t = ln.t;
@@ -378,6 +411,14 @@ struct Mmd<GGMLType::F16> {
     for (int rr = 0; rr < 2; ++rr) {
       r.q[rr][0] = ld_stream16(b.p[rr] + o);
       r.q[rr][1] = ld_stream16(b.p[rr] + o + 64);
+    }
+  }
+  __device__ static void l2(const Base& b, int u) {  // load()'s sectors into L2
+    const uint32_t o = (uint32_t)u * (2 * UK);
+#pragma unroll
+    for (int rr = 0; rr < 2; ++rr) {
+      mmd_l2(b.p[rr] + o);
+      mmd_l2(b.p[rr] + o + 64);
     }
   }
   __device__ static void compute(const Regs& r, const MmdLane& ln, const uint16_t* xs, const float*, int u,
