@@ -97,6 +97,17 @@ __device__ __forceinline__ const T* mmd_hold(const T* p) {
 
 // Asks L2 for the 32-byte sector at p (no registers, nothing waits for it).
 __device__ __forceinline__ void mmd_l2(const uint8_t* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
+// l2() of the types whose lane loads, per row, 16 bytes at p + o and p + o + 64 and a side record at s + os
+// (Q4_K, Q8_0): those sectors into L2.
+template <class B>
+__device__ __forceinline__ void mmd_l2_rows(const B& b, uint32_t o, uint32_t os) {
+#pragma unroll
+  for (int rr = 0; rr < 2; ++rr) {
+    mmd_l2(b.p[rr] + o);
+    mmd_l2(b.p[rr] + o + 64);
+    mmd_l2(b.s[rr] + os);
+  }
+}
 
 // A lane's constants for Mmd<TY>::compute: its (g, t), 16 zero halves in shared memory (B of the lanes
 // that feed no class, by address instead of by mask), the mask / fp16-exponent words of the code extraction
@@ -155,15 +166,7 @@ struct Mmd<GGMLType::Q4_K> {
       r.s[rr] = ld_ro16(b.s[rr] + os);
     }
   }
-  __device__ static void l2(const Base& b, int u) {  // load()'s sectors into L2
-    const uint32_t o = (uint32_t)u * Q::PB, os = (uint32_t)u * Q::SB;
-#pragma unroll
-    for (int rr = 0; rr < 2; ++rr) {
-      mmd_l2(b.p[rr] + o);
-      mmd_l2(b.p[rr] + o + 64);
-      mmd_l2(b.s[rr] + os);
-    }
-  }
+  __device__ static void l2(const Base& b, int u) { mmd_l2_rows(b, (uint32_t)u * Q::PB, (uint32_t)u * Q::SB); }
   // Low nibbles as 1024 + q, high nibbles masked in place (not shifted) as 1024 + 16 q: one LOP3 per A register
   // (and one shift per word for its bytes 1, 3).
   __device__ static void compute(const Regs& r, const MmdLane& ln, const uint16_t* xs, const float* x16, int u,
@@ -356,14 +359,8 @@ struct Mmd<GGMLType::Q8_0> {
       r.d[rr] = ld_ro2(sd) | (ld_ro2(sd + 2 * Q::SB) << 16);
     }
   }
-  __device__ static void l2(const Base& b, int u) {  // load()'s sectors into L2
-    const uint32_t o = (uint32_t)u * (4 * Q::PB), os = (uint32_t)u * (4 * Q::SB);
-#pragma unroll
-    for (int rr = 0; rr < 2; ++rr) {
-      mmd_l2(b.p[rr] + o);
-      mmd_l2(b.p[rr] + o + 64);
-      mmd_l2(b.s[rr] + os);
-    }
+  __device__ static void l2(const Base& b, int u) {
+    mmd_l2_rows(b, (uint32_t)u * (4 * Q::PB), (uint32_t)u * (4 * Q::SB));
   }
   __device__ static void compute(const Regs& r, const MmdLane& ln, const uint16_t* xs, const float* x16, int u,
                                  float (&y)[2], float (&)[4]) {
