@@ -825,15 +825,16 @@ __global__ void __launch_bounds__(kMmdMaxWarps * 32, 2) mmd_kernel(const MmvArgs
 #endif
   MMQ_TRACE(0);
 
-  // Weights first (they do not depend on earlier kernels): the warp's first DEPTH - 1 (EARLY) or DEPTH units.
+  // Weights first (they do not depend on earlier kernels): the warp's first PRE units.
+  constexpr int PRE = DEPTH - (M::EARLY ? 1 : 0);
   typename M::Regs buf[DEPTH];
 #pragma unroll
-  for (int d = 0; d < DEPTH - (M::EARLY ? 1 : 0); ++d) {
+  for (int d = 0; d < PRE; ++d) {
     const int u = warp + d * W;
     if (u < nu) M::load(buf[d], wb, u, 0u);
   }
   if constexpr (L2A) {
-    const int u = warp + (DEPTH - (M::EARLY ? 1 : 0)) * W;
+    const int u = warp + PRE * W;
     if (u < nu) M::l2(wb, u);
   }
   MMQ_TRACE(1);
@@ -847,7 +848,7 @@ __global__ void __launch_bounds__(kMmdMaxWarps * 32, 2) mmd_kernel(const MmvArgs
   // x as fp16; staged again, scaled by a power of two, when it reaches 2^15 (rare).
   // Groups of x per thread in flight (mmd_stage_x): 4 where the weight registers loaded so far leave room
   // (else ptxas issues the later groups' loads only after converting the first ones), 2 otherwise.
-  constexpr int XR = sizeof(typename M::Regs) * (DEPTH - (M::EARLY ? 1 : 0)) <= 128 ? 4 : 2;
+  constexpr int XR = sizeof(typename M::Regs) * PRE <= 128 ? 4 : 2;
   float m = mmd_stage_x<M::PERM, XR>(a, xs, x16, 1.f);
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) m = fmax_nan(m, __shfl_xor_sync(0xffffffffu, m, o));
@@ -878,7 +879,7 @@ __global__ void __launch_bounds__(kMmdMaxWarps * 32, 2) mmd_kernel(const MmvArgs
     for (int d = 0; d < DEPTH; ++d) {
       const int u = u0 + d * W;
       if (u >= nu) break;  // uniform over the warp
-      if constexpr (!M::EARLY) MMQ_TRACE(4 + 2 * ((u - warp) / W));  // thread 0: its warp's j-th unit, 4 + 2 j
+      // MMQ_TRACE(4 + 2 j) / (5 + 2 j): thread 0's warp's j-th unit ready / done
       if constexpr (M::EARLY) {
         // The loads of unit u + (DEPTH - 1) W (into the buffer that unit u - W left) go out once unit u's
         // bytes are here: ptxas gives all of the loop's global loads one scoreboard, and the first use of a
@@ -897,6 +898,7 @@ __global__ void __launch_bounds__(kMmdMaxWarps * 32, 2) mmd_kernel(const MmvArgs
         }
         M::compute(buf[d], ln, xs, x16, u, y, c);
       } else {
+        MMQ_TRACE(4 + 2 * ((u - warp) / W));
         M::compute(buf[d], ln, xs, x16, u, y, c);
         const int un = u + DEPTH * W;
         if (un < nu) M::load(buf[d], wb, un, 0u);

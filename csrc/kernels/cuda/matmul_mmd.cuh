@@ -58,9 +58,6 @@ IL_HD int mmd_xpos(int k) { return k + 4 * (k >> 6); }  // (32-bit index arithme
 // Dynamic shared memory of mmd_kernel for K (a multiple of 64): staged x, then its K / 16 float sums.
 IL_HD int64_t mmd_smem_bytes(int64_t k) { return 2 * mmd_xpos(k) + 4 * (k / 16); }
 
-// Pair (bytes 0, 2) of the low nibbles of w as fp16 1024 + nibble.
-IL_HD uint32_t mmd_nib(uint32_t w) { return (w & 0x000f000fu) | 0x64006400u; }
-
 // Per type (the specializations below): OK; PERM (x staged with groups of 4 as x0, x2, x1, x3); FLOAT (no
 // classes); UK (columns per unit); DEPTH (weight buffers per warp, the default of tune_direct_decode's
 // depth); EARLY (the order of mmd_kernel's loads: true, a unit's successor's loads issued once its own bytes
@@ -68,8 +65,7 @@ IL_HD uint32_t mmd_nib(uint32_t w) { return (w & 0x000f000fu) | 0x64006400u; }
 // mmd_kernel); Regs (a unit's bytes in registers), lead(Regs) (its first word; EARLY types), Base and
 // base() (the lane's addresses of unit 0, computed once and held in registers (mmd_hold): a unit's are these
 // plus u times a constant, so the loop does 32-bit offset arithmetic instead of recomputing row * stride in
-// 64 bits per unit), load(),
-// compute(), l2() (load()'s sectors asked into L2, for the L2 lookahead of mmd_kernel).
+// 64 bits per unit), load(), compute(), l2() (load()'s sectors asked into L2, for mmd_kernel's L2 lookahead).
 template <GGMLType TY>
 struct Mmd {
   static constexpr bool OK = false;
