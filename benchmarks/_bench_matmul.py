@@ -5,7 +5,9 @@
   the copy ceiling. Weights cycle through enough copies (> 2x the L2 cache) that every call streams its
   weight from HBM; calls are timed as a CUDA-graph replay (no launch overhead, as a model running under
   CUDA graphs sees them). "copy same-size" rows time a D2D copy of the weight's size the same way: the
-  practical ceiling for a matrix that small (read + write counted).
+  practical ceiling for a matrix that small (read + write counted). "read same-size" rows time a kernel that
+  only reads the weight's bytes (16-byte loads, PDL as the decode kernels) the same way: the read-side bound
+  of any one-kernel-per-call matvec at that size (GB/s counts the bytes read once).
 * crossover: quantized weights at T = 8..128, fused kernel (chunks of 8 rows) vs dequantize + cuBLAS.
 * prefill GEMM (T = 512, 2048): TFLOP/s = 2 T N K / time, beside cuBLAS bf16 GEMM through torch (when
   installed) at the same shapes. Quantized weights include their dequantization to fp16 per call.
@@ -109,6 +111,14 @@ def copy_ms(nbytes: int, iters: int) -> float:
     return float(_mm.bench_copy_ms(dst, src, iters))
 
 
+def read_ms(nbytes: int, iters: int) -> float:
+    """ms per call of a kernel that only reads nbytes (16-byte loads, PDL as the decode kernels), cycling
+    through buffers totalling > L2, as a graph replay: what a decode kernel streaming nbytes could reach."""
+    copies = max(1, min(16, -(-L2_FLUSH_BYTES // max(nbytes, 1))))
+    src = [inferlab.DeviceArray.empty((nbytes,), "uint8", "cuda") for _ in range(copies)]
+    return float(_mm.bench_read_ms(src, iters))
+
+
 def run_matvec(ctx) -> list[dict]:
     rows = []
     iters = 40 if ctx.quick else 200
@@ -159,6 +169,9 @@ def run_matvec(ctx) -> list[dict]:
                 same_size[wbytes] = cms = copy_ms(wbytes, iters)
                 rows.append(ctx.row(SECTION, f"copy same-size {label}", (n, k), t, cms, 2 * wbytes,
                                     note="D2D copy of this weight's byte count (read+write)"))
+                rms = read_ms(wbytes, iters)
+                rows.append(ctx.row(SECTION, f"read same-size {label}", (n, k), t, rms, wbytes,
+                                    note="a kernel that only reads this weight's byte count (the read-side bound)"))
     return rows
 
 

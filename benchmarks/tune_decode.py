@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import inferlab  # noqa: E402
 from _bench_common import Ctx, measure_copy_ceiling  # noqa: E402
-from _bench_matmul import SHAPES, copy_ms, streamed_weights, weight_bytes  # noqa: E402
+from _bench_matmul import SHAPES, copy_ms, read_ms, streamed_weights, weight_bytes  # noqa: E402
 
 _mm = inferlab._core.matmul
 
@@ -48,7 +48,9 @@ def main() -> int:
                     "(1) at T = 1 (list); with 1 the ring kernel's knobs do not apply")
     ap.add_argument("--dwarps", default="8", help="warps per block of the direct kernel (list)")
     ap.add_argument("--ddepth", default="0", help="weight buffers per warp of the direct kernel, 0: per type (list)")
-    ap.add_argument("--dl2", default="0", help="direct kernel's L2 lookahead off (0) / on (1, with --ddepth 0) (list)")
+    ap.add_argument("--dtiles", default="0", help="row tiles per block of the direct kernel, 0: auto (list)")
+    ap.add_argument("--dpersist", default="-1", help="direct kernel's blocks per multiprocessor at most, 0: one per "
+                    "row tile, -1: auto (list)")
     ap.add_argument("--types", default="Q4_K,Q6_K,Q8_0,F16")
     ap.add_argument("--shapes", default="phi3 o,llama3 o,llama3 down")
     args = ap.parse_args()
@@ -64,7 +66,8 @@ def main() -> int:
     directs = [int(v) for v in args.direct.split(",")]
     dwarps = [int(v) for v in args.dwarps.split(",")]
     ddepths = [int(v) for v in args.ddepth.split(",")]
-    dl2s = [int(v) for v in args.dl2.split(",")]
+    dtiles = [int(v) for v in args.dtiles.split(",")]
+    dpersists = [int(v) for v in args.dpersist.split(",")]
     # the copy ceiling as benchmarks/kernels.py measures it (1 GiB device-to-device, read + write)
     ceiling = measure_copy_ceiling(Ctx())
     clocks = sm_clocks()
@@ -80,13 +83,13 @@ def main() -> int:
                 y = inferlab.DeviceArray.empty((T, n), "float32", "cuda")
                 nbytes = wbytes + T * k * 4 + T * n * 4
                 line = []
-                combos = [(p, 0, 0, 0, 0, c, f, w, r) for p in pdls for c in clusters for f in folds for w in warps
+                combos = [(p, 0, 0, 0, 0, 0, c, f, w, r) for p in pdls for c in clusters for f in folds for w in warps
                           for r in rings] if 0 in directs else []
-                combos += [(p, 1, dw, dd, l2, 0, -1, 8, 0) for p in pdls for dw in dwarps for dd in ddepths
-                           for l2 in dl2s if dd == 0 or l2 == 0] if 1 in directs else []
-                for pdl, direct, dw, dd, l2, cl, fold, w, ring in combos:
+                combos += [(p, 1, dw, dd, dt, dp, 0, -1, 8, 0) for p in pdls for dw in dwarps for dd in ddepths
+                           for dt in dtiles for dp in dpersists] if 1 in directs else []
+                for pdl, direct, dw, dd, dt, dp, cl, fold, w, ring in combos:
                     _mm.tune_mma_decode(ring, w, fold, cl)
-                    _mm.tune_direct_decode(1, dw, dd, l2) if direct else _mm.tune_direct_decode(0)
+                    _mm.tune_direct_decode(1, dw, dd, dt, dp) if direct else _mm.tune_direct_decode(0)
                     old_pdl = _mm.set_pdl(pdl)
                     try:
                         ms = float(_mm.bench_matmul_ms(x, [q._w for q in ws], y, 100, "fused_mma"))
@@ -96,15 +99,17 @@ def main() -> int:
                     pct = 100.0 * nbytes / (ms * 1e-3) / 1e9 / ceiling
                     rows.append(dict(shape=label, n=n, k=k, type=t, T=T, warps=w, ring_kib=ring, fold=fold,
                                      pdl=pdl, cluster=cl, direct=direct, direct_warps=dw,
-                                     direct_depth=dd, direct_l2=l2, ms=ms, pct_of_copy=pct))
-                    tag = f"direct/w{dw}/d{dd}{'/l2' if l2 else ''}" if direct else f"{f'c{cl}/' if cl != 0 else ''}f{fold}/w{w}/r{ring}"
+                                     direct_depth=dd, direct_tiles=dt, direct_persist=dp, ms=ms, pct_of_copy=pct))
+                    tag = f"direct/w{dw}/d{dd}/t{dt}/p{dp}" if direct else f"{f'c{cl}/' if cl != 0 else ''}f{fold}/w{w}/r{ring}"
                     line.append(f"{'' if pdl else 'nopdl/'}{tag} {pct:5.1f}")
                 print(f"{label:12s} {t:5s} T={T}: " + "  ".join(line), flush=True)
             del ws
             # the ceiling at this size: a D2D copy of the weight's bytes (read + write), as a graph replay
             cpct = 100.0 * 2 * wbytes / (copy_ms(wbytes, 100) * 1e-3) / 1e9 / ceiling
-            rows.append(dict(shape=label, n=n, k=k, type=t, copy_same_size_pct=cpct))
-            print(f"{label:12s} {t:5s} copy same-size {cpct:5.1f}", flush=True)
+            # the read-side bound at this size: a kernel that only reads the weight's bytes, same graph and PDL
+            rpct = 100.0 * wbytes / (read_ms(wbytes, 100) * 1e-3) / 1e9 / ceiling
+            rows.append(dict(shape=label, n=n, k=k, type=t, copy_same_size_pct=cpct, read_same_size_pct=rpct))
+            print(f"{label:12s} {t:5s} copy same-size {cpct:5.1f}  read same-size {rpct:5.1f}", flush=True)
     _mm.tune_mma_decode()
     clocks_end = sm_clocks()  # right after the last measurement, before the GPU idles down
     print(f"SM clock now / max (MHz) after the sweep: {clocks_end}")

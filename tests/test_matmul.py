@@ -393,6 +393,24 @@ def test_cuda_graph_capture(rng, t, T):
     assert (np.abs(y.numpy() - ref) <= tol).all()
 
 
+@pytest.mark.cuda
+def test_cuda_bench_read():
+    """The benchmarks' read probe (bench_read_ms): a time per call that grows with the bytes read, and clear
+    errors for buffers it cannot read in 16-byte words."""
+    mm = inferlab._core.matmul
+    small = [inferlab.DeviceArray.empty((1 << 20,), "uint8", "cuda") for _ in range(2)]
+    big = [inferlab.DeviceArray.empty((256 << 20,), "uint8", "cuda") for _ in range(2)]
+    ms_small, ms_big = mm.bench_read_ms(small, 5), mm.bench_read_ms(big, 5)
+    assert 0 < ms_small < ms_big
+    assert (256 << 20) / (ms_big * 1e-3) < 20e12  # below any HBM's bandwidth: the bytes were read
+    with pytest.raises(ValueError, match="multiple of 16"):
+        mm.bench_read_ms([inferlab.DeviceArray.empty((17,), "uint8", "cuda")], 1)
+    with pytest.raises(ValueError, match="same size"):
+        mm.bench_read_ms([small[0], big[0]], 1)
+    with pytest.raises(ValueError, match="at least one"):
+        mm.bench_read_ms([], 1)
+
+
 @contextlib.contextmanager
 def ring_decode():
     """One row of x on the shared-memory ring kernel too (matmul_mma.cuh; its knobs, tune_mma_decode, apply):
@@ -549,22 +567,29 @@ def test_cuda_direct_decode(rng, t):
     if not _mma_available():
         pytest.skip("the tensor-core decode kernels need compute capability >= 9")
     mm = inferlab._core.matmul
-    for n, k in [(4096, 14336), (3072, 3072), (37, 512), (203, 1024)]:
+    # (17000, 512): with one block per multiprocessor, more row tiles than a block's slots (the grid grows)
+    for n, k in [(4096, 14336), (3072, 3072), (37, 512), (203, 1024), (17000, 512)]:
         raw = make_weight(rng, t, n, k)
         w = QWeight.from_bytes(raw, t, n, k, device="cuda")
         W = ref_dequant(raw, t, n, k)
         x = rng.standard_normal((1, k)).astype(np.float32)
         with ring_decode():
             y_ring = matmul(x, w)
-        for warps, l2 in ((8, 0), (3, 0), (8, 1), (3, 1)):  # l2: the L2 lookahead variant
-            mm.tune_direct_decode(1, warps, 0, l2)
+        by_warps = {}
+        # tiles: row tiles of 16 per block; persist: blocks per multiprocessor at most (0: one per row tile)
+        for warps, tiles, persist in ((8, 1, 0), (3, 1, 0), (8, 2, 0), (3, 2, 0), (8, 1, 1), (3, 2, 1), (8, 1, 2),
+                                      (8, 2, 2)):
+            mm.tune_direct_decode(1, warps, 0, tiles, persist)
             try:
-                run_and_check(rng, "cuda", t, n, k, 1, w=w, raw=raw, W=W, x=x, label=f"direct w{warps} l2 {l2}")
+                run_and_check(rng, "cuda", t, n, k, 1, w=w, raw=raw, W=W, x=x,
+                              label=f"direct w{warps} tiles {tiles} persist {persist}")
                 y = matmul(x, w)
             finally:
                 mm.tune_direct_decode()
             if n >= 3072:  # the direct kernel is the one that ran (the ring kernel rounds otherwise)
                 assert not np.array_equal(y, y_ring)
+            # tiles and persist move rows between blocks, not the order of a row's sums
+            np.testing.assert_array_equal(y, by_warps.setdefault(warps, y), err_msg=f"tiles {tiles} persist {persist}")
     n, k = 203, 1024
     raw = make_weight(rng, t, n, k)
     w = QWeight.from_bytes(raw, t, n, k, device="cuda")
@@ -585,9 +610,39 @@ def test_cuda_direct_decode(rng, t):
         run_and_check(rng, "cuda", t, n, k, 1, w=w, raw=raw, W=W, bias=True, out_dtype="float16", label="direct")
         run_and_check(rng, "cuda", t, n, k, 1, w=w, raw=raw, W=W, x=x[3:4], label="direct, x * 1e6")
         y = np.stack([matmul(x[i:i + 1], w)[0] for i in range(4)])
+        # two row tiles per block, and the persist knob (here one block per row tile still: 13 row tiles)
+        y2 = []
+        for tiles, persist in ((2, 0), (1, 1), (2, 1)):
+            mm.tune_direct_decode(1, 8, 0, tiles, persist)
+            run_and_check(rng, "cuda", t, n, k, 1, w=w, raw=raw, W=W, x=x[3:4],
+                          label=f"direct, x * 1e6, tiles {tiles} persist {persist}")
+            y2.append(np.stack([matmul(x[i:i + 1], w)[0] for i in range(4)]))
     finally:
         mm.tune_direct_decode()
     assert np.isnan(y[1]).all() and not np.isfinite(y[2]).any()
+    for yv in y2:
+        np.testing.assert_array_equal(yv, y)  # the same sums whatever the tiles and blocks
+    # x with inf where blocks walk several row tiles (17000 rows: 1063 row tiles for at most 1 or 2 blocks per
+    # multiprocessor): every row non-finite, the same whatever the grid, infinities signed as in float64
+    n, k = 17000, 512
+    raw = make_weight(rng, t, n, k)
+    w = QWeight.from_bytes(raw, t, n, k, device="cuda")
+    x = rng.standard_normal((1, k)).astype(np.float32)
+    x[0, 5] = np.inf
+    ys = {}
+    try:
+        for persist in (0, 1, 2):
+            mm.tune_direct_decode(1, 8, 0, 0, persist)
+            ys[persist] = matmul(x, w)
+    finally:
+        mm.tune_direct_decode()
+    assert not np.isfinite(ys[0]).any()
+    np.testing.assert_array_equal(ys[1], ys[0])
+    np.testing.assert_array_equal(ys[2], ys[0])
+    with np.errstate(invalid="ignore"):
+        ref = x.astype(np.float64) @ ref_dequant(raw, t, n, k).T
+    both = np.isinf(ref) & np.isinf(ys[0])
+    assert both.sum() > n // 2 and np.array_equal(np.sign(ys[0][both]), np.sign(ref[both]))
     inf = np.isinf(y_default[2])
     assert np.array_equal(np.isinf(y[2]), inf) and np.array_equal(np.sign(y[2][inf]), np.sign(y_default[2][inf]))
     with pytest.raises(ValueError, match="mode"):
@@ -596,10 +651,14 @@ def test_cuda_direct_decode(rng, t):
         mm.tune_direct_decode(1, 8, 5)
     with pytest.raises(ValueError, match="warps"):
         mm.tune_direct_decode(1, 9)
-    with pytest.raises(ValueError, match="l2"):
-        mm.tune_direct_decode(1, 8, 3, 1)
-    with pytest.raises(ValueError, match="l2"):
-        mm.tune_direct_decode(1, 8, 0, 2)
+    with pytest.raises(ValueError, match="tiles"):
+        mm.tune_direct_decode(1, 8, 0, 3)
+    with pytest.raises(ValueError, match="tiles"):
+        mm.tune_direct_decode(1, 8, 0, -1)
+    with pytest.raises(ValueError, match="persist"):
+        mm.tune_direct_decode(1, 8, 0, 0, 5)
+    with pytest.raises(ValueError, match="persist"):
+        mm.tune_direct_decode(1, 8, 0, 0, -2)
 
 
 @pytest.mark.cuda

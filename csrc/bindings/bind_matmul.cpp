@@ -183,21 +183,22 @@ void bind_matmul(py::module_& m) {
       "choice.");
   mm.def(
       "tune_direct_decode",
-      [](int mode, int warps, int depth, int l2) {
+      [](int mode, int warps, int depth, int tiles, int persist) {
 #ifdef INFERLAB_WITH_CUDA
-        cuda::tune_direct_decode(mode, warps, depth, l2);
+        cuda::tune_direct_decode(mode, warps, depth, tiles, persist);
 #else
-        (void)mode; (void)warps; (void)depth; (void)l2;
+        (void)mode; (void)warps; (void)depth; (void)tiles; (void)persist;
         require_cuda("tune_direct_decode");
 #endif
       },
-      py::arg("mode") = 1, py::arg("warps") = 8, py::arg("depth") = 0, py::arg("l2") = 0,
+      py::arg("mode") = 1, py::arg("warps") = 8, py::arg("depth") = 0, py::arg("tiles") = 0, py::arg("persist") = -1,
       "Direct tensor-core decode kernel for one row of x (Q4_K, Q6_K, Q8_0, F16; weights loaded into "
       "registers, no shared-memory ring), for measurements: mode 1 on (the default), 0 off (the ring kernel, "
-      "tune_mma_decode, runs instead); warps per block (1..8); weight buffers per warp (2..4; 0: per "
-      "type; with the early load order of Q4_K / Q6_K / Q8_0, depth - 1 units are in flight); l2 = 1: the "
-      "warp's next unit after those is also asked into L2 (prefetches), at the type's own depth (depth 0) "
-      "only. The defaults are the measured choice (l2 = 1 is not measured yet).");
+      "tune_mma_decode, runs instead); warps per row tile of 16 rows (1..8); weight buffers per warp (2..4; "
+      "0: per type; with the early load order of Q4_K / Q6_K / Q8_0, depth - 1 units are in flight); row "
+      "tiles per block (1..2; 0: auto), which share one staging of x; persist: at most that many blocks per "
+      "multiprocessor (1..4), each walking several row tiles with its loads running ahead across them, 0 one "
+      "block per row tile (or pair), -1 auto. The defaults are the measured choice.");
   mm.def(
       "bench_copy_ms",
       [](const std::vector<Tensor>& dsts, const std::vector<Tensor>& srcs, int iters) -> double {
@@ -223,6 +224,31 @@ void bind_matmul(py::module_& m) {
       },
       py::arg("dsts"), py::arg("srcs"), py::arg("iters") = 50,
       "ms per device-to-device copy (cycling through the buffers), timed as a CUDA graph replay.");
+  mm.def(
+      "bench_read_ms",
+      [](const std::vector<Tensor>& srcs, int iters) -> double {
+#ifdef INFERLAB_WITH_CUDA
+        require_cuda("bench_read_ms");
+        IL_CHECK_ARG(!srcs.empty(), "need at least one buffer in srcs");
+        std::vector<const void*> s;
+        const size_t nb = srcs[0].nbytes();
+        for (const Tensor& t : srcs) {
+          IL_CHECK_ARG(t.device() == Device::CUDA, "srcs must be on CUDA");
+          IL_CHECK_ARG(t.nbytes() == nb, "all buffers in srcs must have the same size");
+          s.push_back(t.data());
+        }
+        py::gil_scoped_release release;
+        return cuda::bench_read_ms(s.data(), (int)s.size(), nb, iters);
+#else
+        (void)srcs; (void)iters;
+        require_cuda("bench_read_ms");
+        return 0.0;
+#endif
+      },
+      py::arg("srcs"), py::arg("iters") = 50,
+      "ms per call of a kernel that only reads a buffer's bytes (16-byte loads, cycling through the buffers, "
+      "programmatic dependent launch as the decode kernels), timed as a CUDA graph replay: the read-side bound "
+      "of a decode kernel streaming that many bytes.");
   mm.def("supports", [](const std::string& type_name) {
     const int32_t id = ggml_type_from_name(type_name.c_str());
     return id >= 0 && matmul_supports((GGMLType)id);

@@ -764,13 +764,13 @@ __device__ __forceinline__ float mmd_stage_x(const MmvArgs& a, uint16_t* xs, flo
   return m;
 }
 
-// x with inf / NaN, quantized types: the block's rows in float32 from dequant_unit (the offset correction of
-// the class sums would turn inf into NaN). Warp w takes rows w, w + W, ...; its lanes take units.
+// x with inf / NaN, quantized types: the block's nrows rows from row0 in float32 from dequant_unit (the offset
+// correction of the class sums would turn inf into NaN). Warp w takes rows w, w + W, ...; its lanes take units.
 template <GGMLType TY>
-__device__ void mmd_nonfinite_rows(const MmvArgs& a, int64_t row0) {
+__device__ void mmd_nonfinite_rows(const MmvArgs& a, int64_t row0, int nrows) {
   using Q = QT<TY>;
   const int lane = threadIdx.x & 31, W = blockDim.x >> 5;
-  for (int r = threadIdx.x >> 5; r < kMmdRows; r += W) {
+  for (int r = threadIdx.x >> 5; r < nrows; r += W) {
     const int64_t row = row0 + r;
     if (row >= a.w.n) break;
     float s = 0.f;
@@ -797,27 +797,62 @@ __device__ void mmd_nonfinite_rows(const MmvArgs& a, int64_t row0) {
   }
 }
 
-// Grid: ceil(n / kMmdRows) blocks of 32 * W threads (W <= kMmdMaxWarps); dynamic shared memory
-// mmd_smem_bytes(k). a.t == 1, k % Mmd<TY>::UK == 0. DEPTH: weight buffers per warp (registers); while unit
-// u is decoded, units u + W .. u + (DEPTH - 1) W are in flight (Mmd<TY>::EARLY), or up to u + DEPTH W once u's
-// buffer is refilled (else). L2A (a measurement option, tune_direct_decode's l2): the warp's next unit after
-// those in registers is also asked into L2 (Mmd<TY>::l2: prefetches, no registers, nothing waits for them),
-// before the PDL wait and with each unit's register loads, so that its register loads find it there.
-template <GGMLType TY, int DEPTH, bool L2A = false>
-__global__ void __launch_bounds__(kMmdMaxWarps * 32, 2) mmd_kernel(const MmvArgs a) {
+// A warp's sums for its row tile into red_w[16] (its slot of the block's reductions): rows g and g + 8 over
+// the quad's classes (quantized types: y), or column 0 of C (FLOAT: every column is the dot product).
+template <bool FLOAT>
+__device__ __forceinline__ void mmd_tile_sums(float (&y)[2], const float (&c)[4], int g, int t, float* red_w) {
+  if (FLOAT) {
+    y[0] = t == 0 ? c[0] : 0.f;
+    y[1] = t == 0 ? c[2] : 0.f;
+  }
+#pragma unroll
+  for (int rr = 0; rr < 2; ++rr) {
+    y[rr] += __shfl_xor_sync(0xffffffffu, y[rr], 1);
+    y[rr] += __shfl_xor_sync(0xffffffffu, y[rr], 2);
+  }
+  if (t == 0) {
+    red_w[g] = y[0];
+    red_w[g + 8] = y[1];
+  }
+}
+
+// Row tiles and groups. A row tile is kMmdRows rows; the W warps of a group take its units round-robin. A
+// block has a.mmd_tiles groups (<= kMmdMaxTiles), which share one staging of x: "super-tile" st covers rows
+// [st G 16, (st + 1) G 16) (G = a.mmd_tiles), group h of it row tile st G + h. Grid: gridDim.x blocks of
+// 32 W G threads; block b takes super-tiles b, b + gridDim.x, ... (at most kMmdMaxSlots: the host sizes the
+// grid: more than one when it is capped at the blocks that fit on the multiprocessors, mmd_persist). MULTI
+// (the kernel for such grids): a warp walks its units of all its row tiles as one sequence, so that the loads
+// of its next tile's first units go out while the last ones of the current tile are decoded, and x is staged
+// once per block, not once per tile; else (one super-tile per block) the same without the tile bookkeeping,
+// which costs 2 to 4 points there (H200, 2026-12-03). Dynamic shared memory mmd_smem_bytes(k). a.t == 1,
+// k % Mmd<TY>::UK == 0. DEPTH: weight buffers per warp (registers); while element s of the sequence is
+// decoded, elements s + 1 .. s + DEPTH - 1 are in flight (Mmd<TY>::EARLY), or up to s + DEPTH once s's
+// buffer is refilled (else).
+template <GGMLType TY, int DEPTH, bool MULTI>
+__global__ void __launch_bounds__(kMmdMaxWarps * kMmdMaxTiles * 32, 1) mmd_kernel(const MmvArgs a) {
   using M = Mmd<TY>;
   extern __shared__ float4 mmd_smem[];
-  __shared__ float red[kMmdMaxWarps][kMmdRows];
-  __shared__ float amax_s[kMmdMaxWarps];
+  // [super-tile of the block][warp][row] (one slot without MULTI: less shared memory, more L1)
+  __shared__ float red[MULTI ? kMmdMaxSlots : 1][kMmdMaxWarps * kMmdMaxTiles][kMmdRows];
+  __shared__ float amax_s[kMmdMaxWarps * kMmdMaxTiles];
   __shared__ float xscale_s;
   __shared__ __align__(16) uint16_t zeros[16];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, W = blockDim.x >> 5;
+  const int G = a.mmd_tiles;
+  const int lane = threadIdx.x & 31, W = (blockDim.x >> 5) / G;
+  const int h = (threadIdx.x >> 5) / W, warp = (threadIdx.x >> 5) - h * W;  // group; warp within it
   const int g = lane >> 2, t = lane & 3;
   const int64_t N = a.w.n, K = a.w.k;
   const int nu = (int)(K / M::UK);  // units per row (the loop's arithmetic is 32-bit)
-  const int64_t row0 = (int64_t)blockIdx.x * kMmdRows;
-  const int64_t rows[2] = {imin64(row0 + g, N - 1), imin64(row0 + g + 8, N - 1)};  // loads clamp; stores check
-  const typename M::Base wb = M::base(a.w, rows, t);
+  const int64_t nst = (N + kMmdRows * G - 1) / (kMmdRows * G);                 // super-tiles
+  const int nt = MULTI ? (int)((nst - blockIdx.x + gridDim.x - 1) / gridDim.x) : 1;  // this block's (<= kMmdMaxSlots)
+  const int J = (nu - warp + W - 1) / W;                                        // the warp's units per row tile
+  const int S = nt * J;                                                          // the warp's sequence
+  // The lane's weight addresses for its row tile of the block's i-th super-tile.
+  auto base_of = [&](int i) {
+    const int64_t row0 = ((int64_t)blockIdx.x + (int64_t)i * gridDim.x) * (kMmdRows * G) + kMmdRows * h;
+    const int64_t rows[2] = {imin64(row0 + g, N - 1), imin64(row0 + g + 8, N - 1)};  // loads clamp; stores check
+    return M::base(a.w, rows, t);
+  };
   uint16_t* xs = reinterpret_cast<uint16_t*>(mmd_smem);
   float* x16 = reinterpret_cast<float*>(xs + mmd_xpos(K));
 #ifdef INFERLAB_MMQ_TRACE
@@ -825,17 +860,30 @@ __global__ void __launch_bounds__(kMmdMaxWarps * 32, 2) mmd_kernel(const MmvArgs
 #endif
   MMQ_TRACE(0);
 
-  // Weights first (they do not depend on earlier kernels): the warp's first PRE units.
+  // The load cursor: the sequence's next element to load is unit lu of super-tile li (addresses lb).
+  int li = 0, lu = warp;
+  typename M::Base lb = base_of(0);
+  auto advance = [&]() {
+    lu += W;
+    if (lu >= nu) {
+      lu = warp;
+      if (++li < nt) lb = base_of(li);
+    }
+  };
+  // Weights first (they do not depend on earlier kernels): the sequence's first PRE elements.
   constexpr int PRE = DEPTH - (M::EARLY ? 1 : 0);
   typename M::Regs buf[DEPTH];
 #pragma unroll
   for (int d = 0; d < PRE; ++d) {
-    const int u = warp + d * W;
-    if (u < nu) M::load(buf[d], wb, u, 0u);
-  }
-  if constexpr (L2A) {
-    const int u = warp + PRE * W;
-    if (u < nu) M::l2(wb, u);
+    if constexpr (MULTI) {
+      if (li < nt) {
+        M::load(buf[d], lb, lu, 0u);
+        advance();
+      }
+    } else {
+      const int u = warp + d * W;
+      if (u < nu) M::load(buf[d], lb, u, 0u);
+    }
   }
   MMQ_TRACE(1);
   pdl_trigger();
@@ -852,18 +900,21 @@ __global__ void __launch_bounds__(kMmdMaxWarps * 32, 2) mmd_kernel(const MmvArgs
   float m = mmd_stage_x<M::PERM, XR>(a, xs, x16, 1.f);
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) m = fmax_nan(m, __shfl_xor_sync(0xffffffffu, m, o));
-  if (lane == 0) amax_s[warp] = m;
+  if (lane == 0) amax_s[threadIdx.x >> 5] = m;
   __syncthreads();
   if (threadIdx.x == 0) {
     float mx = 0.f;
-    for (int w = 0; w < W; ++w) mx = fmax_nan(mx, amax_s[w]);
+    for (int w = 0; w < (int)(blockDim.x >> 5); ++w) mx = fmax_nan(mx, amax_s[w]);
     // quantized types, x with inf / NaN: -1 (the float32 path below)
     xscale_s = !M::FLOAT && !(mx <= 3.0e38f) ? -1.f : mmq_x_scale(mx);
   }
   __syncthreads();
   const float xscale = xscale_s;
   if (xscale < 0.f) {
-    if constexpr (!M::FLOAT) mmd_nonfinite_rows<TY>(a, row0);
+    if constexpr (!M::FLOAT) {
+      for (int i = 0; i < nt; ++i)
+        mmd_nonfinite_rows<TY>(a, ((int64_t)blockIdx.x + (int64_t)i * gridDim.x) * (kMmdRows * G), kMmdRows * G);
+    }
     return;
   }
   if (xscale != 1.f) {
@@ -872,62 +923,83 @@ __global__ void __launch_bounds__(kMmdMaxWarps * 32, 2) mmd_kernel(const MmvArgs
   }
   MMQ_TRACE(3);
 
-  float y[2] = {0.f, 0.f};           // quantized: rows g, g + 8 over this lane's classes
-  float c[4] = {0.f, 0.f, 0.f, 0.f};  // F16: the C fragment over all units
-  for (int u0 = warp; u0 < nu; u0 += DEPTH * W) {
+  if constexpr (MULTI) {
+    float y[2] = {0.f, 0.f};           // quantized: rows g, g + 8 over this lane's classes
+    float c[4] = {0.f, 0.f, 0.f, 0.f};  // F16: the C fragment over a row tile's units
+    int ci = 0, cu = warp;              // the element being decoded: unit cu of super-tile ci
+    for (int s0 = 0; s0 < S; s0 += DEPTH) {
 #pragma unroll
-    for (int d = 0; d < DEPTH; ++d) {
-      const int u = u0 + d * W;
-      if (u >= nu) break;  // uniform over the warp
-      // MMQ_TRACE(4 + 2 j) / (5 + 2 j): thread 0's warp's j-th unit ready / done
-      if constexpr (M::EARLY) {
-        // The loads of unit u + (DEPTH - 1) W (into the buffer that unit u - W left) go out once unit u's
-        // bytes are here: ptxas gives all of the loop's global loads one scoreboard, and the first use of a
-        // unit's registers waits for every load in flight on it. Loads issued just before that use (as
-        // below: a buffer refilled right after it is decoded) make the next unit wait for bytes just asked
-        // for; issued after it (their addresses depend on unit u's first word, times a.zero), they have a
-        // unit of decoding to arrive. z enters the condition too, so that the wait comes before the branch
-        // (else the path without loads waits inside the decoding, and the one with loads waits there again,
-        // for them).
-        const uint32_t z = M::lead(buf[d]) & a.zero;
-        MMQ_TRACE_AFTER(4 + 2 * ((u - warp) / W), z);  // (its bytes are in)
-        const int un = u + (DEPTH - 1) * W + (int)z;
-        if (un < nu) M::load(buf[(d + DEPTH - 1) % DEPTH], wb, un, z);
-        if constexpr (L2A) {
-          if (un + W < nu) M::l2(wb, un + W);
+      for (int d = 0; d < DEPTH; ++d) {
+        if (s0 + d >= S) break;  // uniform over the warp
+        // MMQ_TRACE(4 + 2 s) / (5 + 2 s): thread 0's s-th element ready / done
+        if constexpr (M::EARLY) {
+          // The loads of element s + DEPTH - 1 (into the buffer that element s - 1 left) go out once element
+          // s's bytes are here: ptxas gives all of the loop's global loads one scoreboard, and the first use of
+          // a unit's registers waits for every load in flight on it. Loads issued just before that use (as
+          // below: a buffer refilled right after it is decoded) make the next unit wait for bytes just asked
+          // for; issued after it (their addresses depend on element s's first word, times a.zero), they have a
+          // unit of decoding to arrive. z enters the condition too, so that the wait comes before the branch
+          // (else the path without loads waits inside the decoding, and the one with loads waits there again,
+          // for them).
+          const uint32_t z = M::lead(buf[d]) & a.zero;
+          MMQ_TRACE_AFTER(4 + 2 * (s0 + d), z);  // (its bytes are in)
+          if (li + (int)z < nt) {
+            M::load(buf[(d + DEPTH - 1) % DEPTH], lb, lu, z);
+            advance();
+          }
+          M::compute(buf[d], ln, xs, x16, cu, y, c);
+        } else {
+          MMQ_TRACE(4 + 2 * (s0 + d));
+          M::compute(buf[d], ln, xs, x16, cu, y, c);
+          if (li < nt) {
+            M::load(buf[d], lb, lu, 0u);
+            advance();
+          }
         }
-        M::compute(buf[d], ln, xs, x16, u, y, c);
-      } else {
-        MMQ_TRACE(4 + 2 * ((u - warp) / W));
-        M::compute(buf[d], ln, xs, x16, u, y, c);
-        const int un = u + DEPTH * W;
-        if (un < nu) M::load(buf[d], wb, un, 0u);
-        if constexpr (L2A) {
-          if (un + W < nu) M::l2(wb, un + W);
+        MMQ_TRACE(5 + 2 * (s0 + d));
+        cu += W;
+        if (cu >= nu) {  // the row tile's last unit: its sums into red[ci]
+          mmd_tile_sums<M::FLOAT>(y, c, g, t, red[ci][threadIdx.x >> 5]);
+          y[0] = y[1] = 0.f;
+          c[0] = c[1] = c[2] = c[3] = 0.f;
+          cu = warp;
+          ++ci;
         }
       }
-      MMQ_TRACE(5 + 2 * ((u - warp) / W));
     }
-  }
-  if (M::FLOAT) {  // every column of C is the dot product: take column 0 (lanes t == 0)
-    y[0] = t == 0 ? c[0] : 0.f;
-    y[1] = t == 0 ? c[2] : 0.f;
-  }
+  } else {
+    float y[2] = {0.f, 0.f};           // quantized: rows g, g + 8 over this lane's classes
+    float c[4] = {0.f, 0.f, 0.f, 0.f};  // F16: the C fragment over all units
+    for (int u0 = warp; u0 < nu; u0 += DEPTH * W) {
 #pragma unroll
-  for (int rr = 0; rr < 2; ++rr) {
-    y[rr] += __shfl_xor_sync(0xffffffffu, y[rr], 1);
-    y[rr] += __shfl_xor_sync(0xffffffffu, y[rr], 2);
-  }
-  if (t == 0) {
-    red[warp][g] = y[0];
-    red[warp][g + 8] = y[1];
+      for (int d = 0; d < DEPTH; ++d) {
+        const int u = u0 + d * W;
+        if (u >= nu) break;  // uniform over the warp
+        // MMQ_TRACE(4 + 2 j) / (5 + 2 j): thread 0's warp's j-th unit ready / done
+        if constexpr (M::EARLY) {  // (as in the MULTI loop above)
+          const uint32_t z = M::lead(buf[d]) & a.zero;
+          MMQ_TRACE_AFTER(4 + 2 * ((u - warp) / W), z);  // (its bytes are in)
+          const int un = u + (DEPTH - 1) * W + (int)z;
+          if (un < nu) M::load(buf[(d + DEPTH - 1) % DEPTH], lb, un, z);
+          M::compute(buf[d], ln, xs, x16, u, y, c);
+        } else {
+          MMQ_TRACE(4 + 2 * ((u - warp) / W));
+          M::compute(buf[d], ln, xs, x16, u, y, c);
+          const int un = u + DEPTH * W;
+          if (un < nu) M::load(buf[d], lb, un, 0u);
+        }
+        MMQ_TRACE(5 + 2 * ((u - warp) / W));
+      }
+    }
+    mmd_tile_sums<M::FLOAT>(y, c, g, t, red[0][threadIdx.x >> 5]);
   }
   __syncthreads();
-  if (threadIdx.x < kMmdRows) {
-    const int64_t row = row0 + threadIdx.x;
+  for (int e = threadIdx.x; e < nt * kMmdRows * G; e += blockDim.x) {
+    const int i = e / (kMmdRows * G), q = e - i * (kMmdRows * G), hq = q / kMmdRows, r = q - hq * kMmdRows;
+    const int64_t row = ((int64_t)blockIdx.x + (int64_t)i * gridDim.x) * (kMmdRows * G) + q;
     if (row < N) {
       float v = 0.f;
-      for (int w = 0; w < W; ++w) v += red[w][threadIdx.x];
+      for (int w = 0; w < W; ++w) v += red[i][hq * W + w][r];
       store_y(a, 0, row, v / xscale);
     }
   }
@@ -1115,8 +1187,27 @@ void launch_mmq_kernel(const MmvArgs& c, int64_t grid, int warps, int cl, cudaSt
 int g_mmd = 1;
 int g_mmd_warps = kMmdMaxWarps;
 int g_mmd_depth = 0;  // weight buffers per warp: 2, 3, 4; 0: Mmd<TY>::DEPTH
-int g_mmd_l2 = 0;     // 1: mmd_kernel's L2 lookahead (L2A; at the type's default depth only). Not measured yet
+int g_mmd_tiles = 0;     // row tiles per block: 1, 2; 0: auto (mmd_tiles)
+int g_mmd_persist = -1;  // blocks per multiprocessor at most: 1..4; 0: one block per super-tile; -1: auto
 constexpr int kMmdSmemLimit = 100 * 1024;  // opt-in dynamic shared memory of mmd_kernel (x and its sums)
+
+// Row tiles per block of mmd_kernel (auto) for k columns: 2 (x staged once per 32 rows: half the L2 reads of
+// x, one block of 16 warps per multiprocessor) from K = kMmdTiles2MinK on, else 1. Measured on an H200
+// (tune_decode.py --dtiles 1,2, 2026-12-03; % of the copy ceiling, 1 -> 2 tiles): Llama-3 down (K = 14336)
+// Q4_K 63.2 -> 67.9, Q6_K 72.7 -> 76.6, Q8_0 80.8 -> 85.4, F16 92.2 -> 95.4; at K = 3072 / 4096 (Phi-3 o,
+// Llama-3 o) 2 tiles lose 0.5 to 3.3 (a block of 16 warps frees its multiprocessor for the next call only
+// when all of them are done).
+constexpr int64_t kMmdTiles2MinK = 8192;
+int mmd_tiles(int64_t k) { return k >= kMmdTiles2MinK ? 2 : 1; }
+// Blocks per multiprocessor at most (auto) for `tiles` row tiles per block: as many as fit (2 of 8 warps at
+// up to 128 registers, 1 of 16), so that the grid is one wave and a block with more super-tiles than one
+// walks them (mmd_kernel's MULTI). Measured on an H200 (tune_decode.py --dpersist 0,1,2, 2026-12-03; % of
+// the copy ceiling, one block per row tile -> at most 1 / 2 per multiprocessor): Llama-3 gate/up (896 row
+// tiles) Q4_K 40.9 -> 61.0 / 65.7, Q6_K 49.8 -> 72.3 / 75.5, Q8_0 58.8 -> 71.3 / 87.7, F16 82.3 -> 86.8 /
+// 91.6; Phi-3 qkv (576) Q8_0 47.3 -> 60.0 / 74.8, F16 67.5 -> 76.6 / 82.2. At Phi-3 o and Llama-3 o (192,
+// 256 row tiles), 1 per multiprocessor (a block on 2 row tiles, half the multiprocessor left to the next
+// call's early loads) lost 0 to 7 points.
+int mmd_persist(int tiles) { return tiles >= 2 ? 1 : 2; }
 
 template <GGMLType TY>
 bool mmd_applies(const MmvArgs& a) {
@@ -1132,23 +1223,29 @@ void launch_mmd(MmvArgs a, cudaStream_t stream) {
   if constexpr (Mmd<TY>::OK) {
     const int64_t nu = a.w.k / Mmd<TY>::UK;
     const int warps = (int)std::max<int64_t>(1, std::min<int64_t>(g_mmd_warps, nu));
-    const int64_t grid = (a.w.n + kMmdRows - 1) / kMmdRows;
+    a.mmd_tiles = g_mmd_tiles > 0 ? g_mmd_tiles : mmd_tiles(a.w.k);
+    const int64_t nst = (a.w.n + kMmdRows * a.mmd_tiles - 1) / (kMmdRows * a.mmd_tiles);  // super-tiles
+    const int persist = g_mmd_persist >= 0 ? g_mmd_persist : mmd_persist(a.mmd_tiles);
+    int64_t grid = persist > 0 ? std::min<int64_t>(nst, (int64_t)persist * sm_count()) : nst;
+    grid = std::max<int64_t>(grid, (nst + kMmdMaxSlots - 1) / kMmdMaxSlots);  // at most kMmdMaxSlots per block
+    const bool multi = grid < nst;
     const int depth = g_mmd_depth > 0 ? g_mmd_depth : Mmd<TY>::DEPTH;
     static const bool configured = [] {
-      for (auto kern : {mmd_kernel<TY, 2>, mmd_kernel<TY, 3>, mmd_kernel<TY, 4>, mmd_kernel<TY, Mmd<TY>::DEPTH, true>})
+      for (auto kern : {mmd_kernel<TY, 2, false>, mmd_kernel<TY, 3, false>, mmd_kernel<TY, 4, false>,
+                        mmd_kernel<TY, 2, true>, mmd_kernel<TY, 3, true>, mmd_kernel<TY, 4, true>})
         IL_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, kMmdSmemLimit));
       return true;
     }();
     (void)configured;
-    auto go = [&](auto kern) { launch_decode(kern, grid, warps * 32, (size_t)mmd_smem_bytes(a.w.k), stream, a); };
-    if (g_mmd_l2 && depth == Mmd<TY>::DEPTH)
-      go(mmd_kernel<TY, Mmd<TY>::DEPTH, true>);
-    else if (depth == 2)
-      go(mmd_kernel<TY, 2>);
+    auto go = [&](auto kern) {
+      launch_decode(kern, grid, warps * a.mmd_tiles * 32, (size_t)mmd_smem_bytes(a.w.k), stream, a);
+    };
+    if (depth == 2)
+      multi ? go(mmd_kernel<TY, 2, true>) : go(mmd_kernel<TY, 2, false>);
     else if (depth == 3)
-      go(mmd_kernel<TY, 3>);
+      multi ? go(mmd_kernel<TY, 3, true>) : go(mmd_kernel<TY, 3, false>);
     else
-      go(mmd_kernel<TY, 4>);
+      multi ? go(mmd_kernel<TY, 4, true>) : go(mmd_kernel<TY, 4, false>);
   }
 }
 
@@ -1611,16 +1708,17 @@ void tune_mma_decode(int ring_kib, int warps, int fold, int cluster) {
   g_mmq_cluster = cluster;
 }
 
-void tune_direct_decode(int mode, int warps, int depth, int l2) {
+void tune_direct_decode(int mode, int warps, int depth, int tiles, int persist) {
   IL_CHECK_ARG(mode == 0 || mode == 1, "mode must be 0 (off) or 1 (on), got ", mode);
   IL_CHECK_ARG(warps >= 1 && warps <= kMmdMaxWarps, "warps must be in [1, ", kMmdMaxWarps, "], got ", warps);
   IL_CHECK_ARG(depth == 0 || (depth >= 2 && depth <= 4), "depth must be 0 (per type), 2, 3 or 4, got ", depth);
-  IL_CHECK_ARG(l2 == 0 || (l2 == 1 && depth == 0), "l2 must be 0, or 1 with depth 0 (the type's own), got l2 ", l2,
-               " with depth ", depth);
+  IL_CHECK_ARG(tiles >= 0 && tiles <= kMmdMaxTiles, "tiles must be in [0, ", kMmdMaxTiles, "] (0: auto), got ", tiles);
+  IL_CHECK_ARG(persist >= -1 && persist <= 4, "persist must be in [-1, 4] (-1: auto, 0: off), got ", persist);
   g_mmd = mode;
   g_mmd_warps = warps;
   g_mmd_depth = depth;
-  g_mmd_l2 = l2;
+  g_mmd_tiles = tiles;
+  g_mmd_persist = persist;
 }
 
 bool set_pdl_enabled(bool on) {
@@ -1642,6 +1740,67 @@ double bench_copy_ms(void* const* dsts, const void* const* srcs, int ncopies, si
   return time_graph_ms(iters, [&](int i, cudaStream_t s) {
     IL_CUDA_CHECK(cudaMemcpyAsync(dsts[i % ncopies], srcs[i % ncopies], nbytes, cudaMemcpyDeviceToDevice, s));
   });
+}
+
+// The read probe of bench_read_ms: src's n16 16-byte words, each read once (grid-stride, 4 loads in flight per
+// thread), folded into one word per block written to out[block] after the PDL wait. Its loads, like the
+// decode kernels' weight loads, go out before the wait.
+__global__ void __launch_bounds__(256) read_probe_kernel(const uint4* __restrict__ src, int64_t n16, uint32_t* out) {
+  pdl_trigger();
+  const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+  int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  uint32_t acc = 0;
+  for (; i + 3 * stride < n16; i += 4 * stride) {
+    uint4 v[4];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) v[j] = __ldg(src + i + j * stride);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) acc ^= v[j].x ^ v[j].y ^ v[j].z ^ v[j].w;
+  }
+  for (; i < n16; i += stride) {
+    const uint4 v = __ldg(src + i);
+    acc ^= v.x ^ v.y ^ v.z ^ v.w;
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) acc ^= __shfl_xor_sync(0xffffffffu, acc, o);
+  pdl_wait();
+  if ((threadIdx.x & 31) == 0) atomicXor(out + blockIdx.x, acc);
+}
+
+double bench_read_ms(const void* const* srcs, int nsrcs, size_t nbytes, int iters) {
+  IL_CHECK_ARG(nsrcs >= 1, "bench_read_ms: no buffers");
+  IL_CHECK_ARG(nbytes >= 16 && nbytes % 16 == 0, "bench_read_ms: nbytes must be a positive multiple of 16, got ",
+               nbytes);
+  for (int i = 0; i < nsrcs; ++i)
+    IL_CHECK_ARG(reinterpret_cast<uintptr_t>(srcs[i]) % 16 == 0, "bench_read_ms: buffers must be 16-byte aligned");
+  const int grid = 2 * sm_count();
+  uint32_t* out = nullptr;
+  IL_CUDA_CHECK(cudaMalloc(&out, sizeof(uint32_t) * grid));
+  double ms = 0;
+  try {
+    IL_CUDA_CHECK(cudaMemset(out, 0, sizeof(uint32_t) * grid));
+    ms = time_graph_ms(iters, [&](int i, cudaStream_t s) {
+      cudaLaunchConfig_t cfg = {};
+      cfg.gridDim = dim3((unsigned)grid);
+      cfg.blockDim = dim3(256);
+      cfg.stream = s;
+      cudaLaunchAttribute attr[1];
+      if (g_pdl && device_has_pdl()) {
+        attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        attr[0].val.programmaticStreamSerializationAllowed = 1;
+        cfg.attrs = attr;
+        cfg.numAttrs = 1;
+      }
+      IL_CUDA_CHECK(cudaLaunchKernelEx(&cfg, read_probe_kernel, static_cast<const uint4*>(srcs[i % nsrcs]),
+                                       (int64_t)(nbytes / 16), out));
+      IL_CUDA_CHECK(cudaGetLastError());
+    });
+  } catch (...) {
+    cudaFree(out);
+    throw;
+  }
+  IL_CUDA_CHECK(cudaFree(out));
+  return ms;
 }
 
 void matmul(const MatmulParams& p, cudaStream_t stream) {

@@ -88,9 +88,10 @@ bool set_pdl_enabled(bool on);
 // and warps per block (default 8).
 void tune_mma_decode(int ring_kib, int warps, int fold, int cluster);
 // Direct tensor-core decode for one row of x (matmul_mmd.cuh): mode 1 on (default; Q4_K, Q6_K, Q8_0, F16), 0 off;
-// warps per block 1..8; weight buffers per warp 2..4 (0: per type; see mmd_kernel); l2 1: the L2 lookahead
-// (mmd_kernel's L2A, with depth 0 only; a measurement option, off by default). ValueError on other values.
-void tune_direct_decode(int mode, int warps, int depth, int l2 = 0);
+// warps per row tile 1..8; weight buffers per warp 2..4 (0: per type; see mmd_kernel); row tiles of 16 rows
+// per block 1..2 (0: auto), which share one staging of x; persist: blocks per multiprocessor at most 1..4
+// (each walks several row tiles), 0 one block per row tile (or pair), -1 auto. ValueError on other values.
+void tune_direct_decode(int mode, int warps, int depth, int tiles = 0, int persist = -1);
 
 // Benchmark helpers (benchmarks/_bench_matmul.py). Each runs `iters` calls cycling through the list,
 // captured in one CUDA graph on a private stream (so launch overhead is not measured; this is how a model
@@ -98,6 +99,10 @@ void tune_direct_decode(int mode, int warps, int depth, int l2 = 0);
 double bench_matmul_ms(const MatmulParams* calls, int ncalls, int iters);
 // Same for device-to-device copies of `nbytes` from srcs[i] to dsts[i].
 double bench_copy_ms(void* const* dsts, const void* const* srcs, int ncopies, size_t nbytes, int iters);
+// Same for a kernel that only reads the `nbytes` of srcs[i] (16-byte loads, two blocks of 256 threads per
+// multiprocessor, programmatic dependent launch as the decode kernels): the time per call that a decode
+// kernel streaming that many weight bytes could reach in the same graph.
+double bench_read_ms(const void* const* srcs, int nsrcs, size_t nbytes, int iters);
 
 }  // namespace cuda
 }  // namespace inferlab

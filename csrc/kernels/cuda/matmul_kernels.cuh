@@ -44,6 +44,7 @@ struct MmvArgs {
   bool fold = false;      // tensor-core kernel: folded scales when t == 1 and x is finite (matmul_mma.cuh)
   int cluster = 1;        // tensor-core kernel: blocks per cluster sharing the staging of x
   uint32_t zero = 0;      // always 0, unknown to the compiler (mmd_kernel: a load that must wait for another)
+  int mmd_tiles = 1;      // direct decode kernel: row tiles per block (mmd_kernel)
 };
 
 IL_HD int64_t imin64(int64_t a, int64_t b) { return a < b ? a : b; }

@@ -8,9 +8,11 @@
 // warp, the first ones before the PDL wait) and decodes them in registers: no ring, no barrier between
 // the first and the last weight, and a block's K is split over its warps.
 //
-// Work split. A block owns 16 rows of W (the mma's M). K is cut into "units" of Mmd<TY>::UK columns; the
-// warps of a block take units round-robin. Lane (g, t) = (lane / 4, lane % 4) loads bytes of rows g and
-// g + 8 only (its A fragment rows).
+// Work split. A row tile is 16 rows of W (the mma's M). K is cut into "units" of Mmd<TY>::UK columns; a
+// group of warps takes a row tile's units round-robin. A block has one group (two from K = 8192 on: x, staged
+// once per block, then serves 32 rows), and the grid is at most the blocks that fit on the multiprocessors:
+// a block with more row tiles than that walks them, its warps' loads running ahead across tiles (see
+// mmd_kernel). Lane (g, t) = (lane / 4, lane % 4) loads bytes of rows g and g + 8 only (its A fragment rows).
 //
 // Classes (as the folded path of matmul_mma.cuh). With one row of x, B's 8 columns carry "classes": runs of
 // weights that share one scale per row. Lane (g, t) gives column g its x values where their class is g and
@@ -50,7 +52,9 @@ namespace inferlab {
 namespace cuda {
 
 constexpr int kMmdRows = 16;      // rows of W per block (mma M)
-constexpr int kMmdMaxWarps = 8;   // warps per block (fewer when a row has fewer units)
+constexpr int kMmdMaxWarps = 8;   // warps per row tile (fewer when a row has fewer units)
+constexpr int kMmdMaxTiles = 2;   // row tiles of kMmdRows per block (mmd_kernel)
+constexpr int kMmdMaxSlots = 8;   // super-tiles per block at most (mmd_kernel's grid is sized for it)
 
 // Half index of element k of x in the staged row (k % 4 == 0 for the start of a group of 4).
 IL_HD int64_t mmd_xpos(int64_t k) { return k + 4 * (k >> 6); }
@@ -65,7 +69,7 @@ IL_HD int64_t mmd_smem_bytes(int64_t k) { return 2 * mmd_xpos(k) + 4 * (k / 16);
 // mmd_kernel); Regs (a unit's bytes in registers), lead(Regs) (its first word; EARLY types), Base and
 // base() (the lane's addresses of unit 0, computed once and held in registers (mmd_hold): a unit's are these
 // plus u times a constant, so the loop does 32-bit offset arithmetic instead of recomputing row * stride in
-// 64 bits per unit), load(), compute(), l2() (load()'s sectors asked into L2, for mmd_kernel's L2 lookahead).
+// 64 bits per unit), load(), compute().
 template <GGMLType TY>
 struct Mmd {
   static constexpr bool OK = false;
@@ -89,20 +93,6 @@ template <class T>
 __device__ __forceinline__ const T* mmd_hold(const T* p) {
   const uint64_t v = reinterpret_cast<uint64_t>(p);
   return reinterpret_cast<const T*>((uint64_t)mmd_hold((uint32_t)v) | ((uint64_t)mmd_hold((uint32_t)(v >> 32)) << 32));
-}
-
-// Asks L2 for the 32-byte sector at p (no registers, nothing waits for it).
-__device__ __forceinline__ void mmd_l2(const uint8_t* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
-// l2() of the types whose lane loads, per row, 16 bytes at p + o and p + o + 64 and a side record at s + os
-// (Q4_K, Q8_0): those sectors into L2.
-template <class B>
-__device__ __forceinline__ void mmd_l2_rows(const B& b, uint32_t o, uint32_t os) {
-#pragma unroll
-  for (int rr = 0; rr < 2; ++rr) {
-    mmd_l2(b.p[rr] + o);
-    mmd_l2(b.p[rr] + o + 64);
-    mmd_l2(b.s[rr] + os);
-  }
 }
 
 // A lane's constants for Mmd<TY>::compute: its (g, t), 16 zero halves in shared memory (B of the lanes
@@ -162,7 +152,6 @@ struct Mmd<GGMLType::Q4_K> {
       r.s[rr] = ld_ro16(b.s[rr] + os);
     }
   }
-  __device__ static void l2(const Base& b, int u) { mmd_l2_rows(b, (uint32_t)u * Q::PB, (uint32_t)u * Q::SB); }
   // Low nibbles as 1024 + q, high nibbles masked in place (not shifted) as 1024 + 16 q: one LOP3 per A register
   // (and one shift per word for its bytes 1, 3).
   __device__ static void compute(const Regs& r, const MmdLane& ln, const uint16_t* xs, const float* x16, int u,
@@ -261,18 +250,6 @@ struct Mmd<GGMLType::Q6_K> {
       r.d[rr] = ld_ro2(b.s[rr] + os);
     }
   }
-  __device__ static void l2(const Base& b, int u) {  // load()'s sectors into L2
-    const uint32_t o = (uint32_t)u * Q::PB, os = (uint32_t)u * Q::SB;
-#pragma unroll
-    for (int rr = 0; rr < 2; ++rr) {
-      const uint8_t* p = b.p[rr] + o;
-      mmd_l2(p);
-      mmd_l2(p + 32);
-      mmd_l2(p + b.oh);
-      mmd_l2(p + b.osc);
-      mmd_l2(b.s[rr] + os);
-    }
-  }
   // Codes in place: classes 0, 1 (low nibbles) as 1024 + q, classes 2, 3 (high nibbles, not shifted) as
   // 1024 + 16 q; the qh bits moved by one shift per (class pair, byte pair); two LOP3 per A register.
   __device__ static void compute(const Regs& r, const MmdLane& ln, const uint16_t* xs, const float* x16, int u,
@@ -355,9 +332,6 @@ struct Mmd<GGMLType::Q8_0> {
       r.d[rr] = ld_ro2(sd) | (ld_ro2(sd + 2 * Q::SB) << 16);
     }
   }
-  __device__ static void l2(const Base& b, int u) {
-    mmd_l2_rows(b, (uint32_t)u * (4 * Q::PB), (uint32_t)u * (4 * Q::SB));
-  }
   __device__ static void compute(const Regs& r, const MmdLane& ln, const uint16_t* xs, const float* x16, int u,
                                  float (&y)[2], float (&)[4]) {
     const int g = ln.g, t = ln.t;
@@ -404,14 +378,6 @@ struct Mmd<GGMLType::F16> {
     for (int rr = 0; rr < 2; ++rr) {
       r.q[rr][0] = ld_stream16(b.p[rr] + o);
       r.q[rr][1] = ld_stream16(b.p[rr] + o + 64);
-    }
-  }
-  __device__ static void l2(const Base& b, int u) {  // load()'s sectors into L2
-    const uint32_t o = (uint32_t)u * (2 * UK);
-#pragma unroll
-    for (int rr = 0; rr < 2; ++rr) {
-      mmd_l2(b.p[rr] + o);
-      mmd_l2(b.p[rr] + o + 64);
     }
   }
   __device__ static void compute(const Regs& r, const MmdLane& ln, const uint16_t* xs, const float*, int u,
