@@ -79,7 +79,7 @@ def weight_bytes(t: str, n: int, k: int) -> int:
 def streamed_weights(t: str, n: int, k: int) -> list:
     """Copies of one random weight, enough (more than L2_FLUSH_BYTES together, at most 32) that calls cycling
     through them stream each weight from HBM."""
-    return _weights(t, n, k, max(1, min(32, -(-L2_FLUSH_BYTES // weight_bytes(t, n, k)))))
+    return _weights(t, n, k, flush_copies(weight_bytes(t, n, k), 32))
 
 
 class _StandaloneCtx:
@@ -103,9 +103,15 @@ class _StandaloneCtx:
         return r
 
 
+def flush_copies(nbytes: int, cap: int) -> int:
+    """Buffers of nbytes (1..cap) that together exceed L2_FLUSH_BYTES: calls cycling through them stream
+    each one from HBM."""
+    return max(1, min(cap, -(-L2_FLUSH_BYTES // max(nbytes, 1))))
+
+
 def copy_ms(nbytes: int, iters: int) -> float:
     """ms per D2D copy of nbytes, cycling through buffers totalling > L2, as a graph replay."""
-    copies = max(1, min(16, -(-L2_FLUSH_BYTES // max(nbytes, 1))))
+    copies = flush_copies(nbytes, 16)
     src = [inferlab.DeviceArray.empty((nbytes,), "uint8", "cuda") for _ in range(copies)]
     dst = [inferlab.DeviceArray.empty((nbytes,), "uint8", "cuda") for _ in range(copies)]
     return float(_mm.bench_copy_ms(dst, src, iters))
@@ -114,7 +120,7 @@ def copy_ms(nbytes: int, iters: int) -> float:
 def read_ms(nbytes: int, iters: int) -> float:
     """ms per call of a kernel that only reads nbytes (16-byte loads, PDL as the decode kernels), cycling
     through buffers totalling > L2, as a graph replay: what a decode kernel streaming nbytes could reach."""
-    copies = max(1, min(16, -(-L2_FLUSH_BYTES // max(nbytes, 1))))
+    copies = flush_copies(nbytes, 16)
     src = [inferlab.DeviceArray.empty((nbytes,), "uint8", "cuda") for _ in range(copies)]
     return float(_mm.bench_read_ms(src, iters))
 

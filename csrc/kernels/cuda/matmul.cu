@@ -847,9 +847,11 @@ __global__ void __launch_bounds__(kMmdMaxWarps * kMmdMaxTiles * 32, 1) mmd_kerne
   const int nt = MULTI ? (int)((nst - blockIdx.x + gridDim.x - 1) / gridDim.x) : 1;  // this block's (<= kMmdMaxSlots)
   const int J = (nu - warp + W - 1) / W;                                        // the warp's units per row tile
   const int S = nt * J;                                                          // the warp's sequence
+  // The first row of the block's i-th super-tile.
+  auto st_row0 = [&](int i) { return ((int64_t)blockIdx.x + (int64_t)i * gridDim.x) * (kMmdRows * G); };
   // The lane's weight addresses for its row tile of the block's i-th super-tile.
   auto base_of = [&](int i) {
-    const int64_t row0 = ((int64_t)blockIdx.x + (int64_t)i * gridDim.x) * (kMmdRows * G) + kMmdRows * h;
+    const int64_t row0 = st_row0(i) + kMmdRows * h;
     const int64_t rows[2] = {imin64(row0 + g, N - 1), imin64(row0 + g + 8, N - 1)};  // loads clamp; stores check
     return M::base(a.w, rows, t);
   };
@@ -912,8 +914,7 @@ __global__ void __launch_bounds__(kMmdMaxWarps * kMmdMaxTiles * 32, 1) mmd_kerne
   const float xscale = xscale_s;
   if (xscale < 0.f) {
     if constexpr (!M::FLOAT) {
-      for (int i = 0; i < nt; ++i)
-        mmd_nonfinite_rows<TY>(a, ((int64_t)blockIdx.x + (int64_t)i * gridDim.x) * (kMmdRows * G), kMmdRows * G);
+      for (int i = 0; i < nt; ++i) mmd_nonfinite_rows<TY>(a, st_row0(i), kMmdRows * G);
     }
     return;
   }
@@ -996,7 +997,7 @@ __global__ void __launch_bounds__(kMmdMaxWarps * kMmdMaxTiles * 32, 1) mmd_kerne
   __syncthreads();
   for (int e = threadIdx.x; e < nt * kMmdRows * G; e += blockDim.x) {
     const int i = e / (kMmdRows * G), q = e - i * (kMmdRows * G), hq = q / kMmdRows, r = q - hq * kMmdRows;
-    const int64_t row = ((int64_t)blockIdx.x + (int64_t)i * gridDim.x) * (kMmdRows * G) + q;
+    const int64_t row = st_row0(i) + q;
     if (row < N) {
       float v = 0.f;
       for (int w = 0; w < W; ++w) v += red[i][hq * W + w][r];
@@ -1082,14 +1083,12 @@ bool mmq_available() {
   return v;
 }
 
-// Launches a decode kernel (all of them call pdl_wait() before touching x or y), with programmatic stream
-// serialization when enabled.
-template <class Kern>
-void launch_decode(Kern kern, int64_t grid, int threads, size_t smem, cudaStream_t stream, const MmvArgs& a,
-                   int cluster = 1) {
-  IL_CHECK_ARG(grid >= 1 && grid <= INT_MAX, "matmul: too many rows (", a.w.n, ")");
+// Launches kern(args...) with programmatic stream serialization when enabled (the kernel calls pdl_wait()
+// before touching what earlier kernels write) and `cluster` blocks per cluster.
+template <class Kern, class... Args>
+void launch_pdl(Kern kern, unsigned grid, int threads, size_t smem, cudaStream_t stream, int cluster, Args... args) {
   cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3((unsigned)grid);
+  cfg.gridDim = dim3(grid);
   cfg.blockDim = dim3((unsigned)threads);
   cfg.dynamicSmemBytes = smem;
   cfg.stream = stream;
@@ -1107,8 +1106,16 @@ void launch_decode(Kern kern, int64_t grid, int threads, size_t smem, cudaStream
   }
   cfg.attrs = n ? attr : nullptr;
   cfg.numAttrs = n;
-  IL_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kern, a));
+  IL_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kern, args...));
   IL_CUDA_CHECK_LAUNCH();
+}
+
+// Launches a decode kernel (all of them call pdl_wait() before touching x or y).
+template <class Kern>
+void launch_decode(Kern kern, int64_t grid, int threads, size_t smem, cudaStream_t stream, const MmvArgs& a,
+                   int cluster = 1) {
+  IL_CHECK_ARG(grid >= 1 && grid <= INT_MAX, "matmul: too many rows (", a.w.n, ")");
+  launch_pdl(kern, (unsigned)grid, threads, smem, stream, cluster, a);
 }
 
 // Warps per block: 8 (x staged once per 16 rows) when that still gives every SM two blocks, else fewer,
@@ -1780,20 +1787,8 @@ double bench_read_ms(const void* const* srcs, int nsrcs, size_t nbytes, int iter
   try {
     IL_CUDA_CHECK(cudaMemset(out, 0, sizeof(uint32_t) * grid));
     ms = time_graph_ms(iters, [&](int i, cudaStream_t s) {
-      cudaLaunchConfig_t cfg = {};
-      cfg.gridDim = dim3((unsigned)grid);
-      cfg.blockDim = dim3(256);
-      cfg.stream = s;
-      cudaLaunchAttribute attr[1];
-      if (g_pdl && device_has_pdl()) {
-        attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-        attr[0].val.programmaticStreamSerializationAllowed = 1;
-        cfg.attrs = attr;
-        cfg.numAttrs = 1;
-      }
-      IL_CUDA_CHECK(cudaLaunchKernelEx(&cfg, read_probe_kernel, static_cast<const uint4*>(srcs[i % nsrcs]),
-                                       (int64_t)(nbytes / 16), out));
-      IL_CUDA_CHECK(cudaGetLastError());
+      launch_pdl(read_probe_kernel, (unsigned)grid, 256, 0, s, 1, static_cast<const uint4*>(srcs[i % nsrcs]),
+                 (int64_t)(nbytes / 16), out);
     });
   } catch (...) {
     cudaFree(out);
