@@ -36,7 +36,9 @@ if [ "${BENCH_ONLY:-0}" != 1 ]; then
   echo "== tests"
   # xdist (when present) isolates crashes: a dying worker shows as a failed test, not a lost run.
   xdist=""; python3 -c "import xdist" 2>/dev/null && xdist="-n ${PYTEST_WORKERS:-6} --max-worker-restart=200 -p no:faulthandler"
-  timeout -s ABRT "${TEST_TIMEOUT:-360}" python3 -m pytest -q -rfs -p no:cacheprovider --durations=15 $xdist "$@" ${TESTS:-tests} \
+  # -v names every test as it ends, and SIGINT (not ABRT) lets pytest print its summary and
+  # durations, so a run cut short by the timeout still says which tests failed.
+  timeout -s INT -k 30 "${TEST_TIMEOUT:-360}" python3 -m pytest -v -rfs -p no:cacheprovider --durations=15 $xdist "$@" ${TESTS:-tests} \
     > "$OUT/pytest.log" 2>&1
   rc=$?
   if [ -n "$xdist" ]; then
@@ -44,7 +46,7 @@ if [ "${BENCH_ONLY:-0}" != 1 ]; then
     timeout -s ABRT "${SERIAL_TIMEOUT:-120}" python3 -m pytest -q -rf -p no:cacheprovider -p no:xdist -m exclusive_gpu \
       ${TESTS:-tests} >> "$OUT/pytest.log" 2>&1 || rc=1
   fi
-  grep -E "^(FAILED|ERROR)" "$OUT/pytest.log" | head -40
+  grep -E "(^| )(FAILED|ERROR) " "$OUT/pytest.log" | head -40
   tail -25 "$OUT/pytest.log"
 fi
 if [ "${SKIP_BENCH:-0}" != 1 ]; then
