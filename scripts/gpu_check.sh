@@ -36,6 +36,12 @@ if [ "${BENCH_ONLY:-0}" != 1 ]; then
   echo "== tests"
   # xdist (when present) isolates crashes: a dying worker shows as a failed test, not a lost run.
   xdist=""; python3 -c "import xdist" 2>/dev/null && xdist="-n ${PYTEST_WORKERS:-6} --max-worker-restart=200 -p no:faulthandler"
+  if [ -n "$xdist" ]; then
+    # Each worker's CPU threads (our pool, BLAS, OpenMP) get a share of the cores, not all of them: with
+    # every worker at the machine's count the CPU-side references crawl (oversubscription).
+    per=$(( $(nproc) / ${PYTEST_WORKERS:-6} )); [ "$per" -ge 1 ] || per=1
+    export INFERLAB_NUM_THREADS=$per OMP_NUM_THREADS=$per OPENBLAS_NUM_THREADS=$per MKL_NUM_THREADS=$per
+  fi
   # -v names every test as it ends, and SIGINT (not ABRT) lets pytest print its summary and
   # durations, so a run cut short by the timeout still says which tests failed.
   timeout -s INT -k 30 "${TEST_TIMEOUT:-360}" python3 -m pytest -v -rfs -p no:cacheprovider --durations=15 $xdist "$@" ${TESTS:-tests} \

@@ -1,4 +1,5 @@
 """DeviceArray, device discovery and error mapping."""
+import os
 import numpy as np
 import pytest
 
@@ -117,3 +118,66 @@ def test_device_oom_is_memory_error():
     free, total = inferlab._core.mem_get_info()
     with pytest.raises(inferlab.DeviceMemoryError, match="MiB free"):
         DeviceArray.empty((total * 4,), "uint8", "cuda")
+
+
+# ---- the CPU kernels' worker pool (INFERLAB_NUM_THREADS) ----------------------------------------------
+
+_THREADS_PROBE = r"""
+import hashlib, sys
+import numpy as np
+import inferlab
+from inferlab import kernels
+print("threads", inferlab.cpu_threads())
+rng = np.random.default_rng(7)
+h = hashlib.sha256()
+# Big enough that every op splits its work over the pool (parallel_rows: >= 2^17 elements per thread).
+x = rng.standard_normal((512, 1024)).astype(np.float32)
+h.update(kernels.rms_norm(x, rng.standard_normal(1024).astype(np.float32), 1e-6, device="cpu").tobytes())
+h.update(kernels.softmax(x, device="cpu").tobytes())
+w = rng.standard_normal((768, 1024)).astype(np.float32)
+qw = kernels.QWeight.from_bytes(w.view(np.uint8).ravel(), "F32", 768, 1024, device="cpu")
+h.update(kernels.matmul(x[:37], qw, device="cpu").tobytes())
+q = rng.standard_normal((300, 8, 64)).astype(np.float16)
+k = rng.standard_normal((300, 2, 64)).astype(np.float16)
+v = rng.standard_normal((300, 2, 64)).astype(np.float16)
+h.update(np.asarray(kernels.attention_prefill(q, k, v, device="cpu"), dtype=np.float32).tobytes())
+print("digest", h.hexdigest())
+"""
+
+
+def _run_with_threads(value, code=_THREADS_PROBE):
+    import subprocess
+    import sys
+
+    env = dict(os.environ)
+    env.pop("INFERLAB_NUM_THREADS", None)
+    if value is not None:
+        env["INFERLAB_NUM_THREADS"] = value
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_cpu_threads_setting_and_results_independent_of_it():
+    """INFERLAB_NUM_THREADS sizes the one pool that every CPU kernel runs on, and the results do not depend
+    on it: each op splits rows (or attention's query blocks) between threads, never a row's sums."""
+    runs = {}
+    for value in (None, "1", "3", ""):  # (empty: as unset)
+        r = _run_with_threads(value)
+        assert r.returncode == 0, r.stderr
+        lines = dict(line.split(" ", 1) for line in r.stdout.splitlines())
+        runs[value] = lines
+    assert int(runs["1"]["threads"]) == 1 and int(runs["3"]["threads"]) == 3
+    assert int(runs[None]["threads"]) == int(runs[""]["threads"]) == min(os.cpu_count() or 1, 256)
+    assert runs["1"]["digest"] == runs["3"]["digest"] == runs[None]["digest"]
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "abc", "3x", " 4", "257", "99999999999999999999"])
+def test_cpu_threads_invalid_setting_is_a_value_error(value):
+    code = ("import inferlab\ntry:\n    inferlab.cpu_threads()\nexcept ValueError as e:\n    print('ValueError', e)\n"
+            "import numpy as np\nfrom inferlab import kernels\nx = np.ones((4096, 1024), np.float32)\n"
+            "try:\n    kernels.softmax(x, device='cpu')\nexcept ValueError as e:\n    print('ValueError', e)\n")
+    r = _run_with_threads(value, code)
+    assert r.returncode == 0, r.stderr
+    errors = [line for line in r.stdout.splitlines() if line.startswith("ValueError")]
+    assert len(errors) == 2, r.stdout
+    for line in errors:
+        assert "INFERLAB_NUM_THREADS" in line and repr(value)[1:-1] in line

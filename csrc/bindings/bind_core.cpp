@@ -9,6 +9,7 @@
 #include "bindings/dlpack.h"
 #include "core/device.h"
 #include "core/tensor.h"
+#include "kernels/cpu/threads.h"
 
 namespace inferlab {
 
@@ -50,6 +51,8 @@ int current_device_index() {
 void bind_core(py::module_& m) {
   m.def("built_with_cuda", &built_with_cuda, "Whether this build contains CUDA kernels.");
   m.def("cuda_available", &cuda_available, "Whether a CUDA GPU can be used.");
+  m.def("cpu_threads", &cpu::num_threads,
+        "Threads of the CPU kernels' worker pool, the caller included (INFERLAB_NUM_THREADS, else the hardware's).");
   m.def("synchronize", &synchronize, "Wait for all inferlab work queued on the GPU.");
   m.def("devices", [] {
     py::list out;

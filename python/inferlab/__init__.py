@@ -35,7 +35,18 @@ def devices() -> list:
     return list(_core.devices())
 
 
+def cpu_threads() -> int:
+    """Threads the CPU kernels run on, the calling thread included: one pool shared by every CPU op.
+
+    Set ``INFERLAB_NUM_THREADS`` (an integer in [1, 256]) before the first CPU kernel call to choose it;
+    the default is the machine's hardware threads. An invalid value raises ValueError here and at the first
+    parallel CPU kernel call.
+    """
+    return int(_core.cpu_threads())
+
+
 __all__ = [
     "GGUFFile", "TensorInfo", "GGUFError", "DeviceMemoryError", "Tokenizer", "DeviceArray", "KVCache",
     "Model", "kernels", "reference", "cuda_available", "built_with_cuda", "devices",
+    "cpu_threads",
 ]

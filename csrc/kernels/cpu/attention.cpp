@@ -1,13 +1,12 @@
 #include "kernels/cpu/attention.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstring>
-#include <thread>
 #include <vector>
 
 #include "core/half.h"
+#include "kernels/cpu/threads.h"
 
 namespace inferlab {
 namespace cpu {
@@ -71,26 +70,6 @@ inline const char* elem_ptr(const void* base, DType dt, int64_t index) {
   return static_cast<const char*>(base) + index * (int64_t)dtype_size(dt);
 }
 
-// Runs fn(i) for i in [0, n) on up to hardware_concurrency threads (inline when there is little work).
-template <class Fn>
-void parallel_for(int n, double work_per_item, Fn fn) {
-  const unsigned hw = std::max(1u, std::thread::hardware_concurrency());
-  int n_threads = (int)std::min<unsigned>(hw, (unsigned)std::max(n, 1));
-  if (work_per_item * n < 2e5) n_threads = 1;  // thread start-up would dominate
-  if (n_threads <= 1) {
-    for (int i = 0; i < n; ++i) fn(i);
-    return;
-  }
-  std::atomic<int> next{0};
-  auto worker = [&] {
-    for (int i = next.fetch_add(1); i < n; i = next.fetch_add(1)) fn(i);
-  };
-  std::vector<std::thread> pool;
-  pool.reserve(n_threads - 1);
-  for (int t = 1; t < n_threads; ++t) pool.emplace_back(worker);
-  worker();
-  for (auto& t : pool) t.join();
-}
 
 // Dot product with 8 independent partial sums (lets the compiler vectorize without fast-math).
 inline float dot_f32(const float* a, const float* b, int n) {
@@ -168,10 +147,15 @@ void attention(const AttnParams& p, const std::vector<AttnSeq>& seqs) {
     work += (double)s.T * std::max(s.kv_len, 1) * p.Hq * p.D;
   }
   const double per_item = items.empty() ? 0 : work / items.size();
-  parallel_for((int)items.size(), per_item, [&](int i) {
+  auto item = [&](int64_t i) {
     thread_local std::vector<float> kf, vf, scores, qrow, acc;
     run_item(p, seqs[items[i].seq], items[i], kf, vf, scores, qrow, acc);
-  });
+  };
+  if (per_item * items.size() < 2e5) {  // little work: the pool's hand-off would dominate
+    for (int64_t i = 0; i < (int64_t)items.size(); ++i) item(i);
+  } else {
+    parallel_for_each((int64_t)items.size(), item);
+  }
 }
 
 void kv_cache_store(const KVStoreParams& p) {

@@ -2,19 +2,14 @@
 // buffer and dotted with every row of x by small register-blocked SIMD kernels. Work is spread over a
 // persistent worker pool by tiles of output rows.
 #include "kernels/cpu/matmul.h"
+#include "kernels/cpu/threads.h"
 #include "kernels/int8_activations.h"
-
-#include <pthread.h>
 
 #include <algorithm>
 #include <cmath>
-#include <atomic>
-#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
-#include <mutex>
-#include <thread>
 #include <vector>
 
 #include "core/error.h"
@@ -23,124 +18,6 @@
 
 namespace inferlab {
 namespace cpu {
-
-// ============================================================================================
-// Worker pool
-// ============================================================================================
-namespace {
-
-class Pool {
- public:
-  explicit Pool(int nthreads) {
-    for (int i = 0; i + 1 < nthreads; ++i) threads_.emplace_back([this] { worker(); });
-  }
-  int size() const { return (int)threads_.size() + 1; }
-
-  void run(int64_t n, void (*fn)(int64_t, void*), void* ctx) {
-    std::lock_guard<std::mutex> serial(run_mu_);
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      fn_ = fn;
-      ctx_ = ctx;
-      total_ = n;
-      next_.store(0);
-      error_ = nullptr;
-      active_ = (int)threads_.size();
-      ++generation_;
-    }
-    cv_.notify_all();
-    work();
-    std::unique_lock<std::mutex> lk(mu_);
-    done_cv_.wait(lk, [this] { return active_ == 0; });
-    fn_ = nullptr;
-    if (error_) std::rethrow_exception(error_);
-  }
-
- private:
-  void work() {
-    for (;;) {
-      const int64_t i = next_.fetch_add(1);
-      if (i >= total_) return;
-      try {
-        fn_(i, ctx_);
-      } catch (...) {
-        std::lock_guard<std::mutex> lk(mu_);
-        if (!error_) error_ = std::current_exception();
-        next_.store(total_);  // stop handing out work
-      }
-    }
-  }
-  void worker() {
-    uint64_t seen = 0;
-    std::unique_lock<std::mutex> lk(mu_);
-    for (;;) {
-      cv_.wait(lk, [&] { return generation_ != seen; });
-      seen = generation_;
-      lk.unlock();
-      work();
-      lk.lock();
-      if (--active_ == 0) done_cv_.notify_one();
-    }
-  }
-
-  std::vector<std::thread> threads_;
-  std::mutex run_mu_, mu_;
-  std::condition_variable cv_, done_cv_;
-  void (*fn_)(int64_t, void*) = nullptr;
-  void* ctx_ = nullptr;
-  int64_t total_ = 0;
-  std::atomic<int64_t> next_{0};
-  std::exception_ptr error_;
-  int active_ = 0;
-  uint64_t generation_ = 0;
-};
-
-int configured_threads() {
-  if (const char* s = std::getenv("INFERLAB_NUM_THREADS")) {
-    const int v = std::atoi(s);
-    if (v > 0) return std::min(v, 256);
-  }
-  const unsigned hc = std::thread::hardware_concurrency();
-  return hc == 0 ? 1 : (int)std::min(hc, 256u);
-}
-
-std::atomic<Pool*> g_pool{nullptr};
-std::mutex g_pool_mu;
-
-// After fork() the child has none of the parent's workers: forget (leak) the pool, make a new one lazily.
-void reset_pool_after_fork() { g_pool.store(nullptr); }
-
-Pool& pool() {
-  Pool* p = g_pool.load();
-  if (p) return *p;
-  std::lock_guard<std::mutex> lk(g_pool_mu);
-  p = g_pool.load();
-  if (!p) {
-    static std::once_flag atfork_once;
-    std::call_once(atfork_once, [] { pthread_atfork(nullptr, nullptr, reset_pool_after_fork); });
-    p = new Pool(configured_threads());  // never destroyed: workers sleep until the process exits
-    g_pool.store(p);
-  }
-  return *p;
-}
-
-}  // namespace
-
-int num_threads() { return pool().size(); }
-
-void parallel_for(int64_t n, void (*fn)(int64_t, void*), void* ctx) {
-  if (n <= 0) return;
-  if (n == 1) {
-    fn(0, ctx);
-    return;
-  }
-  Pool& p = pool();
-  if (p.size() == 1) {
-    for (int64_t i = 0; i < n; ++i) fn(i, ctx);
-    return;
-  }
-  p.run(n, fn, ctx);
-}
 
 // ============================================================================================
 // Dot-product kernels: out[r * TX + t] = sum_i w[r][i] * x[t][i]

@@ -26,15 +26,10 @@ struct MatmulParams {
 constexpr int64_t kInt8MaxT = 32;
 
 
-// Multi-threaded over output rows (INFERLAB_NUM_THREADS, default std::thread::hardware_concurrency()).
+// Multi-threaded over tiles of output rows on the CPU worker pool (threads.h).
 // Each weight row is dequantized once to float32 (dequantize_row) and dotted with every row of x;
 // accumulation in float32.
 void matmul(const MatmulParams& p);
-
-// Runs fn(i) for i in [0, n) on the shared CPU worker pool (the calling thread helps). Calls from several
-// threads are serialised. Exceptions thrown by fn are rethrown in the caller.
-void parallel_for(int64_t n, void (*fn)(int64_t i, void* ctx), void* ctx);
-int num_threads();
 
 }  // namespace cpu
 }  // namespace inferlab

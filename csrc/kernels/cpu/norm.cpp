@@ -4,7 +4,7 @@
 
 #include "kernels/cpu/basic.h"
 #include "kernels/cpu/float_io.h"
-#include "kernels/cpu/parallel_rows.h"
+#include "kernels/cpu/threads.h"
 
 namespace inferlab {
 namespace cpu {

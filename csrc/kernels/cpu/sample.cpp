@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "kernels/cpu/basic.h"
-#include "kernels/cpu/parallel_rows.h"
+#include "kernels/cpu/threads.h"
 #include "kernels/sample_math.h"
 
 namespace inferlab {
