@@ -117,12 +117,14 @@ def copy_ms(nbytes: int, iters: int) -> float:
     return float(_mm.bench_copy_ms(dst, src, iters))
 
 
-def read_ms(nbytes: int, iters: int) -> float:
-    """ms per call of a kernel that only reads nbytes (16-byte loads, PDL as the decode kernels), cycling
-    through buffers totalling > L2, as a graph replay: what a decode kernel streaming nbytes could reach."""
+def read_ms(nbytes: int, iters: int, mode: int = 0) -> float:
+    """ms per call of a kernel that only reads nbytes (PDL as the decode kernels), cycling through buffers
+    totalling > L2, as a graph replay: what a decode kernel streaming nbytes could reach. mode: how the
+    probe reads (bench_read_ms): 0, 16-byte loads into registers (as the decode kernels); 1, the same with
+    four times the bytes in flight; 2, the copy engine into shared memory."""
     copies = flush_copies(nbytes, 16)
     src = [inferlab.DeviceArray.empty((nbytes,), "uint8", "cuda") for _ in range(copies)]
-    return float(_mm.bench_read_ms(src, iters))
+    return float(_mm.bench_read_ms(src, iters, mode))
 
 
 def run_matvec(ctx) -> list[dict]:

@@ -51,6 +51,8 @@ def main() -> int:
     ap.add_argument("--dtiles", default="0", help="row tiles per block of the direct kernel, 0: auto (list)")
     ap.add_argument("--dpersist", default="-1", help="direct kernel's blocks per multiprocessor at most, 0: one per "
                     "row tile, -1: auto (list)")
+    ap.add_argument("--read-modes", default="0", help="read-side bound probes (bench_read_ms mode: 0 registers, "
+                    "1 registers with 4x the bytes in flight, 2 copy engine) (list)")
     ap.add_argument("--types", default="Q4_K,Q6_K,Q8_0,F16")
     ap.add_argument("--shapes", default="phi3 o,llama3 o,llama3 down")
     args = ap.parse_args()
@@ -68,6 +70,7 @@ def main() -> int:
     ddepths = [int(v) for v in args.ddepth.split(",")]
     dtiles = [int(v) for v in args.dtiles.split(",")]
     dpersists = [int(v) for v in args.dpersist.split(",")]
+    read_modes = [int(v) for v in args.read_modes.split(",")]
     # the copy ceiling as benchmarks/kernels.py measures it (1 GiB device-to-device, read + write)
     ceiling = measure_copy_ceiling(Ctx())
     clocks = sm_clocks()
@@ -107,9 +110,12 @@ def main() -> int:
             # the ceiling at this size: a D2D copy of the weight's bytes (read + write), as a graph replay
             cpct = 100.0 * 2 * wbytes / (copy_ms(wbytes, 100) * 1e-3) / 1e9 / ceiling
             # the read-side bound at this size: a kernel that only reads the weight's bytes, same graph and PDL
-            rpct = 100.0 * wbytes / (read_ms(wbytes, 100) * 1e-3) / 1e9 / ceiling
-            rows.append(dict(shape=label, n=n, k=k, type=t, copy_same_size_pct=cpct, read_same_size_pct=rpct))
-            print(f"{label:12s} {t:5s} copy same-size {cpct:5.1f}  read same-size {rpct:5.1f}", flush=True)
+            rpct = {m: 100.0 * wbytes / (read_ms(wbytes, 100, m) * 1e-3) / 1e9 / ceiling for m in read_modes}
+            rows.append(dict(shape=label, n=n, k=k, type=t, copy_same_size_pct=cpct,
+                             read_same_size_pct=max(rpct.values()),
+                             read_same_size_pct_by_mode={str(m): v for m, v in rpct.items()}))
+            reads = "  ".join(f"mode {m} {v:5.1f}" for m, v in rpct.items())
+            print(f"{label:12s} {t:5s} copy same-size {cpct:5.1f}  read same-size {reads}", flush=True)
     _mm.tune_mma_decode()
     clocks_end = sm_clocks()  # right after the last measurement, before the GPU idles down
     print(f"SM clock now / max (MHz) after the sweep: {clocks_end}")

@@ -400,9 +400,15 @@ def test_cuda_bench_read():
     mm = inferlab._core.matmul
     small = [inferlab.DeviceArray.empty((1 << 20,), "uint8", "cuda") for _ in range(2)]
     big = [inferlab.DeviceArray.empty((256 << 20,), "uint8", "cuda") for _ in range(2)]
-    ms_small, ms_big = mm.bench_read_ms(small, 5), mm.bench_read_ms(big, 5)
-    assert 0 < ms_small < ms_big
-    assert (256 << 20) / (ms_big * 1e-3) < 20e12  # below any HBM's bandwidth: the bytes were read
+    # odd: not a whole number of the copy engine probe's chunks or of a block's share
+    odd = [inferlab.DeviceArray.empty(((5 << 20) + 48,), "uint8", "cuda") for _ in range(2)]
+    modes = (0, 1, 2) if _mma_available() else (0, 1)  # 2: the copy engine (compute capability >= 9)
+    for mode in modes:
+        ms_small, ms_odd, ms_big = (mm.bench_read_ms(b, 5, mode) for b in (small, odd, big))
+        assert 0 < ms_small < ms_big and 0 < ms_odd < ms_big, mode
+        assert (256 << 20) / (ms_big * 1e-3) < 20e12, mode  # below any HBM's bandwidth: the bytes were read
+    with pytest.raises(ValueError, match="mode"):
+        mm.bench_read_ms(small, 1, 3)
     with pytest.raises(ValueError, match="multiple of 16"):
         mm.bench_read_ms([inferlab.DeviceArray.empty((17,), "uint8", "cuda")], 1)
     with pytest.raises(ValueError, match="same size"):

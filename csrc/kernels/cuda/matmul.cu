@@ -1749,24 +1749,40 @@ double bench_copy_ms(void* const* dsts, const void* const* srcs, int ncopies, si
   });
 }
 
-// The read probe of bench_read_ms: src's n16 16-byte words, each read once (grid-stride, 4 loads in flight per
-// thread), folded into one word per block written to out[block] after the PDL wait. Its loads, like the
-// decode kernels' weight loads, go out before the wait.
+// The read probes of bench_read_ms. Each folds what it reads into one word per block, written to out[block]
+// after the PDL wait; its reads, like the decode kernels' weight loads, go out before the wait (they do not
+// depend on the previous call), so a probe's time is what a decode kernel streaming the same bytes could
+// reach by that way of reading.
+// Modes 0 / 1: 16-byte loads into registers, grid-stride, in batches of U loads per thread in flight.
+// Mode 0 (U = 4, two blocks of 256 threads per multiprocessor: 32 KB in flight) reads the last words past
+// the whole batches one load at a time; mode 1 (U = 8, four blocks: 128 KB in flight) reads them as one
+// more batch with the loads past the end predicated off, so a small buffer takes one round trip.
+template <int U, bool PRED>
 __global__ void __launch_bounds__(256) read_probe_kernel(const uint4* __restrict__ src, int64_t n16, uint32_t* out) {
   pdl_trigger();
   const int64_t stride = (int64_t)gridDim.x * blockDim.x;
   int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
   uint32_t acc = 0;
-  for (; i + 3 * stride < n16; i += 4 * stride) {
-    uint4 v[4];
+  for (; i + (U - 1) * stride < n16; i += U * stride) {
+    uint4 v[U];
 #pragma unroll
-    for (int j = 0; j < 4; ++j) v[j] = __ldg(src + i + j * stride);
+    for (int j = 0; j < U; ++j) v[j] = __ldg(src + i + j * stride);
 #pragma unroll
-    for (int j = 0; j < 4; ++j) acc ^= v[j].x ^ v[j].y ^ v[j].z ^ v[j].w;
+    for (int j = 0; j < U; ++j) acc ^= v[j].x ^ v[j].y ^ v[j].z ^ v[j].w;
   }
-  for (; i < n16; i += stride) {
-    const uint4 v = __ldg(src + i);
-    acc ^= v.x ^ v.y ^ v.z ^ v.w;
+  if constexpr (PRED) {
+    if (i < n16) {
+      uint4 v[U];
+#pragma unroll
+      for (int j = 0; j < U; ++j) v[j] = i + j * stride < n16 ? __ldg(src + i + j * stride) : make_uint4(0, 0, 0, 0);
+#pragma unroll
+      for (int j = 0; j < U; ++j) acc ^= v[j].x ^ v[j].y ^ v[j].z ^ v[j].w;
+    }
+  } else {
+    for (; i < n16; i += stride) {
+      const uint4 v = __ldg(src + i);
+      acc ^= v.x ^ v.y ^ v.z ^ v.w;
+    }
   }
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) acc ^= __shfl_xor_sync(0xffffffffu, acc, o);
@@ -1774,21 +1790,82 @@ __global__ void __launch_bounds__(256) read_probe_kernel(const uint4* __restrict
   if ((threadIdx.x & 31) == 0) atomicXor(out + blockIdx.x, acc);
 }
 
-double bench_read_ms(const void* const* srcs, int nsrcs, size_t nbytes, int iters) {
+// Mode 2: the copy engine. Block b (one warp) streams its contiguous share of src (whole 16-byte words) into a
+// shared-memory ring of kReadSlots chunks of kReadChunk bytes (cp.async.bulk, one mbarrier per slot), every
+// slot in flight: 96 KB per block, two blocks per multiprocessor.
+constexpr int kReadChunk = 16384, kReadSlots = 6;
+__global__ void __launch_bounds__(32) read_probe_bulk_kernel(const uint8_t* __restrict__ src, int64_t n16,
+                                                              uint32_t* out) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  extern __shared__ __align__(128) uint8_t read_ring[];
+  __shared__ __align__(8) uint64_t bars[kReadSlots];
+  const int64_t per = (n16 + gridDim.x - 1) / gridDim.x;  // 16-byte words per block
+  const int64_t b0 = 16 * imin64(n16, (int64_t)blockIdx.x * per), b1 = 16 * imin64(n16, ((int64_t)blockIdx.x + 1) * per);
+  const int64_t nch = (b1 - b0 + kReadChunk - 1) / kReadChunk;
+  const bool leader = threadIdx.x == 0;
+  auto issue = [&](int64_t c) {  // (leader)
+    const int slot = (int)(c % kReadSlots);
+    const uint32_t bytes = (uint32_t)imin64(kReadChunk, b1 - b0 - c * kReadChunk);
+    mbar_arrive_expect_tx(bars + slot, bytes);
+    bulk_copy(read_ring + (size_t)slot * kReadChunk, src + b0 + c * kReadChunk, bytes, bars + slot);
+  };
+  if (leader) {
+    for (int i = 0; i < kReadSlots; ++i) mbar_init(bars + i, 1);
+    mbar_init_fence();
+    for (int64_t c = 0; c < nch && c < kReadSlots; ++c) issue(c);
+  }
+  __syncwarp();
+  pdl_trigger();
+  uint32_t acc = 0;
+  for (int64_t c = 0; c < nch; ++c) {
+    const int slot = (int)(c % kReadSlots);
+    mbar_wait(bars + slot, (uint32_t)((c / kReadSlots) & 1));
+    acc ^= reinterpret_cast<const uint32_t*>(read_ring + (size_t)slot * kReadChunk)[threadIdx.x];
+    // The slot's reads (generic proxy) before the copy engine's next write into it (async proxy).
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+    __syncwarp();
+    if (leader && c + kReadSlots < nch) issue(c + kReadSlots);
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) acc ^= __shfl_xor_sync(0xffffffffu, acc, o);
+  pdl_wait();
+  if (leader) atomicXor(out + blockIdx.x, acc);
+#elif defined(__CUDA_ARCH__)
+  __trap();  // never launched below compute capability 9 (bench_read_ms checks)
+#endif
+}
+
+double bench_read_ms(const void* const* srcs, int nsrcs, size_t nbytes, int iters, int mode) {
   IL_CHECK_ARG(nsrcs >= 1, "bench_read_ms: no buffers");
   IL_CHECK_ARG(nbytes >= 16 && nbytes % 16 == 0, "bench_read_ms: nbytes must be a positive multiple of 16, got ",
                nbytes);
+  IL_CHECK_ARG(mode >= 0 && mode <= 2, "bench_read_ms: mode must be 0, 1 or 2, got ", mode);
+  IL_CHECK_ARG(mode != 2 || mmq_available(), "bench_read_ms: mode 2 (the copy engine) needs compute capability >= 9");
   for (int i = 0; i < nsrcs; ++i)
     IL_CHECK_ARG(reinterpret_cast<uintptr_t>(srcs[i]) % 16 == 0, "bench_read_ms: buffers must be 16-byte aligned");
-  const int grid = 2 * sm_count();
+  constexpr size_t ring = (size_t)kReadChunk * kReadSlots;
+  if (mode == 2) {
+    static const bool configured = [] {
+      IL_CUDA_CHECK(cudaFuncSetAttribute(read_probe_bulk_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)ring));
+      return true;
+    }();
+    (void)configured;
+  }
+  const int grid = (mode == 1 ? 4 : 2) * sm_count();
   uint32_t* out = nullptr;
   IL_CUDA_CHECK(cudaMalloc(&out, sizeof(uint32_t) * grid));
   double ms = 0;
   try {
     IL_CUDA_CHECK(cudaMemset(out, 0, sizeof(uint32_t) * grid));
     ms = time_graph_ms(iters, [&](int i, cudaStream_t s) {
-      launch_pdl(read_probe_kernel, (unsigned)grid, 256, 0, s, 1, static_cast<const uint4*>(srcs[i % nsrcs]),
-                 (int64_t)(nbytes / 16), out);
+      const void* src = srcs[i % nsrcs];
+      const int64_t n16 = (int64_t)(nbytes / 16);
+      if (mode == 0)
+        launch_pdl(read_probe_kernel<4, false>, (unsigned)grid, 256, 0, s, 1, static_cast<const uint4*>(src), n16, out);
+      else if (mode == 1)
+        launch_pdl(read_probe_kernel<8, true>, (unsigned)grid, 256, 0, s, 1, static_cast<const uint4*>(src), n16, out);
+      else
+        launch_pdl(read_probe_bulk_kernel, (unsigned)grid, 32, ring, s, 1, static_cast<const uint8_t*>(src), n16, out);
     });
   } catch (...) {
     cudaFree(out);

@@ -99,10 +99,12 @@ void tune_direct_decode(int mode, int warps, int depth, int tiles = 0, int persi
 double bench_matmul_ms(const MatmulParams* calls, int ncalls, int iters);
 // Same for device-to-device copies of `nbytes` from srcs[i] to dsts[i].
 double bench_copy_ms(void* const* dsts, const void* const* srcs, int ncopies, size_t nbytes, int iters);
-// Same for a kernel that only reads the `nbytes` of srcs[i] (16-byte loads, two blocks of 256 threads per
-// multiprocessor, programmatic dependent launch as the decode kernels): the time per call that a decode
-// kernel streaming that many weight bytes could reach in the same graph.
-double bench_read_ms(const void* const* srcs, int nsrcs, size_t nbytes, int iters);
+// Same for a kernel that only reads the `nbytes` of srcs[i] (programmatic dependent launch as the decode
+// kernels): the time per call that a decode kernel streaming that many weight bytes could reach in the same
+// graph. mode: how it reads: 0, 16-byte loads, 4 in flight per thread, two blocks of 256 threads per
+// multiprocessor; 1, 8 in flight and four blocks, the last partial batch in flight at once too; 2, the copy engine (cp.async.bulk into a
+// shared-memory ring of 96 KB per block, two blocks per multiprocessor; compute capability >= 9).
+double bench_read_ms(const void* const* srcs, int nsrcs, size_t nbytes, int iters, int mode);
 
 }  // namespace cuda
 }  // namespace inferlab
