@@ -6,8 +6,9 @@
   weight from HBM; calls are timed as a CUDA-graph replay (no launch overhead, as a model running under
   CUDA graphs sees them). "copy same-size" rows time a D2D copy of the weight's size the same way: the
   practical ceiling for a matrix that small (read + write counted). "read same-size" rows time a kernel that
-  only reads the weight's bytes (16-byte loads, PDL as the decode kernels) the same way: the read-side bound
-  of any one-kernel-per-call matvec at that size (GB/s counts the bytes read once).
+  only reads the weight's bytes (PDL as the decode kernels; the faster of 16-byte register loads and the copy
+  engine) the same way: the read-side bound of a one-kernel-per-call matvec at that size (GB/s counts the
+  bytes read once).
 * crossover: quantized weights at T = 8..128, fused kernel (chunks of 8 rows) vs dequantize + cuBLAS.
 * prefill GEMM (T = 512, 2048): TFLOP/s = 2 T N K / time, beside cuBLAS bf16 GEMM through torch (when
   installed) at the same shapes. Quantized weights include their dequantization to fp16 per call.
@@ -177,9 +178,14 @@ def run_matvec(ctx) -> list[dict]:
                 same_size[wbytes] = cms = copy_ms(wbytes, iters)
                 rows.append(ctx.row(SECTION, f"copy same-size {label}", (n, k), t, cms, 2 * wbytes,
                                     note="D2D copy of this weight's byte count (read+write)"))
-                rms = read_ms(wbytes, iters)
+                # the faster of register loads (mode 0) and the copy engine (mode 2, compute capability >= 9):
+                # neither wins at every size (H200, 2026-12-03: mode 2 +5 to +8 points at 5-30 MB, -1 to -9 from
+                # ~40 MB on)
+                modes = (0, 2) if tuple(inferlab.devices()[0]["compute_capability"]) >= (9, 0) else (0,)
+                rms, mode = min((read_ms(wbytes, iters, m), m) for m in modes)
                 rows.append(ctx.row(SECTION, f"read same-size {label}", (n, k), t, rms, wbytes,
-                                    note="a kernel that only reads this weight's byte count (the read-side bound)"))
+                                    note=f"a kernel that only reads this weight's byte count (the read-side bound; "
+                                         f"bench_read_ms mode {mode}, the faster of modes {modes})"))
     return rows
 
 
