@@ -179,8 +179,8 @@ def run_matvec(ctx) -> list[dict]:
                 rows.append(ctx.row(SECTION, f"copy same-size {label}", (n, k), t, cms, 2 * wbytes,
                                     note="D2D copy of this weight's byte count (read+write)"))
                 # the faster of register loads (mode 0) and the copy engine (mode 2, compute capability >= 9):
-                # neither wins at every size (H200, 2026-12-03: mode 2 +5 to +8 points at 5-30 MB, -1 to -9 from
-                # ~40 MB on)
+                # neither wins at every size (H200, 2026-12-03, % of the copy ceiling: mode 2 +0.5 to +8 points at
+                # 5-20 MB, -1 to -7 from ~30 MB on)
                 modes = (0, 2) if tuple(inferlab.devices()[0]["compute_capability"]) >= (9, 0) else (0,)
                 rms, mode = min((read_ms(wbytes, iters, m), m) for m in modes)
                 rows.append(ctx.row(SECTION, f"read same-size {label}", (n, k), t, rms, wbytes,
