@@ -14,6 +14,7 @@ namespace cpu {
 namespace {
 
 constexpr int kQBlock = 64;  // query rows per work item
+constexpr size_t kKeepFloats = 1 << 18;  // per-thread key / value scratch kept between items (1 MB each)
 
 const float* fp16_table() {
   static const std::vector<float> table = [] {
@@ -150,6 +151,13 @@ void attention(const AttnParams& p, const std::vector<AttnSeq>& seqs) {
   auto item = [&](int64_t i) {
     thread_local std::vector<float> kf, vf, scores, qrow, acc;
     run_item(p, seqs[items[i].seq], items[i], kf, vf, scores, qrow, acc);
+    // The pool's threads live as long as the process: a long context's copies of K and V are not kept past
+    // the item (at most kKeepFloats each stay, for the next call's items).
+    if (kf.capacity() > kKeepFloats) {
+      std::vector<float>().swap(kf);
+      std::vector<float>().swap(vf);
+      std::vector<float>().swap(scores);
+    }
   };
   if (per_item * items.size() < 2e5) {  // little work: the pool's hand-off would dominate
     for (int64_t i = 0; i < (int64_t)items.size(); ++i) item(i);
