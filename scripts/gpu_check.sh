@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# One call on the GPU machine: build, run every test (CPU and CUDA), run the benchmarks.
+# One call on the GPU machine: build, run every test file that can touch the GPU (CPU and CUDA tests in them), run the benchmarks.
 # Logs go to $OUT (or ./gpu-out). Usage (from the repo root):
 #   scripts/gpu_check.sh [pytest args...]      e.g. scripts/gpu_check.sh -k attention
 # Environment: SKIP_BENCH=1 skips the benchmarks; BENCH_ONLY=1 skips the tests; TESTS="tests/a.py ..."
-# narrows the test files (default: tests).
+# narrows the test files (default: every file that can touch the GPU; ALL_TESTS=1: all of tests/).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu-out}
@@ -30,6 +30,16 @@ if ! INFERLAB_CUDA=ON INFERLAB_CUDA_ARCHS=${INFERLAB_CUDA_ARCHS:-90} \
 fi
 echo "built in $(( $(date +%s) - t0 )) s"
 python3 -c "import inferlab; print('cuda_available', inferlab.cuda_available(), inferlab.devices())"
+
+# Test files that never touch the GPU (GGUF parsing, tokenizers, the NumPy reference model, the test
+# helpers, the README's text): CI runs them on every change; here they would only spend device time.
+CPU_ONLY="test_gguf.py test_gguf_fuzz.py test_gguf_malformed.py test_reference_forward.py test_testing.py
+  test_tokenizer.py test_tokenizer_hf.py test_tokenizer_props.py test_tokenizer_unicode.py test_readme.py"
+if [ -z "${TESTS:-}" ] && [ "${ALL_TESTS:-0}" != 1 ]; then
+  TESTS=$(for f in tests/test_*.py; do case " $(echo $CPU_ONLY) " in *" $(basename "$f") "*) ;; *) echo "$f" ;; esac; done)
+  TESTS=$(echo $TESTS)
+fi
+echo "test files: ${TESTS:-tests}"
 
 rc=0
 if [ "${BENCH_ONLY:-0}" != 1 ]; then
