@@ -33,11 +33,10 @@ python3 -c "import inferlab; print('cuda_available', inferlab.cuda_available(), 
 
 # Test files that never touch the GPU (GGUF parsing, tokenizers, the NumPy reference model, the test
 # helpers, the README's text): CI runs them on every change; here they would only spend device time.
-CPU_ONLY="test_gguf.py test_gguf_fuzz.py test_gguf_malformed.py test_reference_forward.py test_testing.py
-  test_tokenizer.py test_tokenizer_hf.py test_tokenizer_props.py test_tokenizer_unicode.py test_readme.py"
+CPU_ONLY=" test_gguf.py test_gguf_fuzz.py test_gguf_malformed.py test_reference_forward.py test_testing.py \
+  test_tokenizer.py test_tokenizer_hf.py test_tokenizer_props.py test_tokenizer_unicode.py test_readme.py "
 if [ -z "${TESTS:-}" ] && [ "${ALL_TESTS:-0}" != 1 ]; then
-  TESTS=$(for f in tests/test_*.py; do case " $(echo $CPU_ONLY) " in *" $(basename "$f") "*) ;; *) echo "$f" ;; esac; done)
-  TESTS=$(echo $TESTS)
+  for f in tests/test_*.py; do [[ "$CPU_ONLY" == *" ${f#tests/} "* ]] || TESTS="${TESTS:-}${TESTS:+ }$f"; done
 fi
 echo "test files: ${TESTS:-tests}"
 
@@ -59,7 +58,7 @@ if [ "${BENCH_ONLY:-0}" != 1 ]; then
   rc=$?
   if [ -n "$xdist" ]; then
     # Tests that read device-wide free memory need the GPU to themselves (skipped under xdist above).
-    timeout -s ABRT "${SERIAL_TIMEOUT:-120}" python3 -m pytest -q -rf -p no:cacheprovider -p no:xdist -m exclusive_gpu \
+    timeout -s INT -k 30 "${SERIAL_TIMEOUT:-120}" python3 -m pytest -q -rf -p no:cacheprovider -p no:xdist -m exclusive_gpu \
       ${TESTS:-tests} >> "$OUT/pytest.log" 2>&1 || rc=1
   fi
   grep -E "(^| )(FAILED|ERROR) " "$OUT/pytest.log" | head -40

@@ -71,7 +71,6 @@ inline const char* elem_ptr(const void* base, DType dt, int64_t index) {
   return static_cast<const char*>(base) + index * (int64_t)dtype_size(dt);
 }
 
-
 // Dot product with 8 independent partial sums (lets the compiler vectorize without fast-math).
 inline float dot_f32(const float* a, const float* b, int n) {
   float part[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
@@ -147,7 +146,6 @@ void attention(const AttnParams& p, const std::vector<AttnSeq>& seqs) {
       for (int r0 = 0; r0 < s.T; r0 += kQBlock) items.push_back({si, hk, r0, std::min(s.T, r0 + kQBlock)});
     work += (double)s.T * std::max(s.kv_len, 1) * p.Hq * p.D;
   }
-  const double per_item = items.empty() ? 0 : work / items.size();
   auto item = [&](int64_t i) {
     thread_local std::vector<float> kf, vf, scores, qrow, acc;
     run_item(p, seqs[items[i].seq], items[i], kf, vf, scores, qrow, acc);
@@ -159,7 +157,7 @@ void attention(const AttnParams& p, const std::vector<AttnSeq>& seqs) {
       std::vector<float>().swap(scores);
     }
   };
-  if (per_item * items.size() < 2e5) {  // little work: the pool's hand-off would dominate
+  if (work < 2e5) {  // little work: the pool's hand-off would dominate
     for (int64_t i = 0; i < (int64_t)items.size(); ++i) item(i);
   } else {
     parallel_for_each((int64_t)items.size(), item);

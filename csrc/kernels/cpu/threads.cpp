@@ -135,16 +135,12 @@ int num_threads() { return pool().size(); }
 
 void parallel_for(int64_t n, void (*fn)(int64_t, void*), void* ctx) {
   if (n <= 0) return;
-  if (n == 1 || t_in_task) {
+  // Inline: one item, a nested call (see t_in_task), or a pool of one thread.
+  if (n == 1 || t_in_task || pool().size() == 1) {
     for (int64_t i = 0; i < n; ++i) fn(i, ctx);
     return;
   }
-  Pool& p = pool();
-  if (p.size() == 1) {
-    for (int64_t i = 0; i < n; ++i) fn(i, ctx);
-    return;
-  }
-  p.run(n, fn, ctx);
+  pool().run(n, fn, ctx);
 }
 
 }  // namespace cpu

@@ -5,8 +5,8 @@
 // The calling thread takes part; calls from several threads are serialised; a call made from inside a
 // running task (nested) runs inline on that thread.
 #pragma once
+#include <algorithm>
 #include <cstdint>
-#include <exception>
 #include <type_traits>
 
 namespace inferlab {
@@ -30,18 +30,16 @@ void parallel_for_each(int64_t n, F&& f) {
 // more than one per 2^17 elements of work (elems_per_row sizes a row): small ops stay on the caller.
 template <class F>
 void parallel_rows(int64_t rows, int64_t elems_per_row, F&& fn) {
-  const int64_t work = rows * (elems_per_row > 1 ? elems_per_row : 1);
-  int64_t nt = work / (1 << 17) + 1;
-  if (nt > rows) nt = rows;
-  if (nt > 1 && nt > num_threads()) nt = num_threads();
+  const int64_t work = rows * std::max<int64_t>(elems_per_row, 1);
+  int64_t nt = std::min<int64_t>(work / (1 << 17) + 1, rows);
+  if (nt > 1) nt = std::min<int64_t>(nt, num_threads());
   if (nt <= 1) {
     if (rows > 0) fn((int64_t)0, rows);
     return;
   }
   const int64_t per = (rows + nt - 1) / nt;
   parallel_for_each((rows + per - 1) / per, [&](int64_t c) {
-    const int64_t b = c * per, e = b + per < rows ? b + per : rows;
-    fn(b, e);
+    fn(c * per, std::min(rows, (c + 1) * per));
   });
 }
 

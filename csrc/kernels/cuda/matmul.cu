@@ -1757,6 +1757,7 @@ double bench_copy_ms(void* const* dsts, const void* const* srcs, int ncopies, si
 // Mode 0 (U = 4, two blocks of 256 threads per multiprocessor: 32 KB in flight) reads the last words past
 // the whole batches one load at a time; mode 1 (U = 8, four blocks: 128 KB in flight) reads them as one
 // more batch with the loads past the end predicated off, so a small buffer takes one round trip.
+__device__ __forceinline__ uint32_t xor4(const uint4& v) { return v.x ^ v.y ^ v.z ^ v.w; }
 template <int U, bool PRED>
 __global__ void __launch_bounds__(256) read_probe_kernel(const uint4* __restrict__ src, int64_t n16, uint32_t* out) {
   pdl_trigger();
@@ -1768,7 +1769,7 @@ __global__ void __launch_bounds__(256) read_probe_kernel(const uint4* __restrict
 #pragma unroll
     for (int j = 0; j < U; ++j) v[j] = __ldg(src + i + j * stride);
 #pragma unroll
-    for (int j = 0; j < U; ++j) acc ^= v[j].x ^ v[j].y ^ v[j].z ^ v[j].w;
+    for (int j = 0; j < U; ++j) acc ^= xor4(v[j]);
   }
   if constexpr (PRED) {
     if (i < n16) {
@@ -1776,13 +1777,10 @@ __global__ void __launch_bounds__(256) read_probe_kernel(const uint4* __restrict
 #pragma unroll
       for (int j = 0; j < U; ++j) v[j] = i + j * stride < n16 ? __ldg(src + i + j * stride) : make_uint4(0, 0, 0, 0);
 #pragma unroll
-      for (int j = 0; j < U; ++j) acc ^= v[j].x ^ v[j].y ^ v[j].z ^ v[j].w;
+      for (int j = 0; j < U; ++j) acc ^= xor4(v[j]);
     }
   } else {
-    for (; i < n16; i += stride) {
-      const uint4 v = __ldg(src + i);
-      acc ^= v.x ^ v.y ^ v.z ^ v.w;
-    }
+    for (; i < n16; i += stride) acc ^= xor4(__ldg(src + i));
   }
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) acc ^= __shfl_xor_sync(0xffffffffu, acc, o);
@@ -1852,27 +1850,19 @@ double bench_read_ms(const void* const* srcs, int nsrcs, size_t nbytes, int iter
     (void)configured;
   }
   const int grid = (mode == 1 ? 4 : 2) * sm_count();
-  uint32_t* out = nullptr;
-  IL_CUDA_CHECK(cudaMalloc(&out, sizeof(uint32_t) * grid));
-  double ms = 0;
-  try {
-    IL_CUDA_CHECK(cudaMemset(out, 0, sizeof(uint32_t) * grid));
-    ms = time_graph_ms(iters, [&](int i, cudaStream_t s) {
-      const void* src = srcs[i % nsrcs];
-      const int64_t n16 = (int64_t)(nbytes / 16);
-      if (mode == 0)
-        launch_pdl(read_probe_kernel<4, false>, (unsigned)grid, 256, 0, s, 1, static_cast<const uint4*>(src), n16, out);
-      else if (mode == 1)
-        launch_pdl(read_probe_kernel<8, true>, (unsigned)grid, 256, 0, s, 1, static_cast<const uint4*>(src), n16, out);
-      else
-        launch_pdl(read_probe_bulk_kernel, (unsigned)grid, 32, ring, s, 1, static_cast<const uint8_t*>(src), n16, out);
-    });
-  } catch (...) {
-    cudaFree(out);
-    throw;
-  }
-  IL_CUDA_CHECK(cudaFree(out));
-  return ms;
+  const Tensor folds = Tensor::empty({grid}, DType::I32, Device::CUDA);  // a word per block
+  uint32_t* out = folds.data_as<uint32_t>();
+  IL_CUDA_CHECK(cudaMemset(out, 0, folds.nbytes()));
+  const int64_t n16 = (int64_t)(nbytes / 16);
+  return time_graph_ms(iters, [&](int i, cudaStream_t s) {
+    const void* src = srcs[i % nsrcs];
+    if (mode == 0)
+      launch_pdl(read_probe_kernel<4, false>, (unsigned)grid, 256, 0, s, 1, static_cast<const uint4*>(src), n16, out);
+    else if (mode == 1)
+      launch_pdl(read_probe_kernel<8, true>, (unsigned)grid, 256, 0, s, 1, static_cast<const uint4*>(src), n16, out);
+    else
+      launch_pdl(read_probe_bulk_kernel, (unsigned)grid, 32, ring, s, 1, static_cast<const uint8_t*>(src), n16, out);
+  });
 }
 
 void matmul(const MatmulParams& p, cudaStream_t stream) {
