@@ -118,14 +118,15 @@ def copy_ms(nbytes: int, iters: int) -> float:
     return float(_mm.bench_copy_ms(dst, src, iters))
 
 
-def read_ms(nbytes: int, iters: int, mode: int = 0) -> float:
+def read_ms(nbytes: int, iters: int, mode: int = 0, rows: int = 0) -> float:
     """ms per call of a kernel that only reads nbytes (PDL as the decode kernels), cycling through buffers
     totalling > L2, as a graph replay: what a decode kernel streaming nbytes could reach. mode: how the
     probe reads (bench_read_ms): 0, 16-byte loads into registers (as the decode kernels); 1, the same with
-    four times the bytes in flight; 2, the copy engine into shared memory."""
+    four times the bytes in flight; 2, the copy engine into shared memory; 3, the direct decode kernel's
+    pattern over `rows` rows (nbytes must split into rows of a multiple of 128 bytes)."""
     copies = flush_copies(nbytes, 16)
     src = [inferlab.DeviceArray.empty((nbytes,), "uint8", "cuda") for _ in range(copies)]
-    return float(_mm.bench_read_ms(src, iters, mode))
+    return float(_mm.bench_read_ms(src, iters, mode, rows))
 
 
 def run_matvec(ctx) -> list[dict]:

@@ -52,7 +52,7 @@ def main() -> int:
     ap.add_argument("--dpersist", default="-1", help="direct kernel's blocks per multiprocessor at most, 0: one per "
                     "row tile, -1: auto (list)")
     ap.add_argument("--read-modes", default="0", help="read-side bound probes (bench_read_ms mode: 0 registers, "
-                    "1 registers with 4x the bytes in flight, 2 copy engine) (list)")
+                    "1 registers with 4x the bytes in flight, 2 copy engine, 3 the direct kernel's pattern) (list)")
     ap.add_argument("--types", default="Q4_K,Q6_K,Q8_0,F16")
     ap.add_argument("--shapes", default="phi3 o,llama3 o,llama3 down")
     args = ap.parse_args()
@@ -110,7 +110,11 @@ def main() -> int:
             # the ceiling at this size: a D2D copy of the weight's bytes (read + write), as a graph replay
             cpct = 100.0 * 2 * wbytes / (copy_ms(wbytes, 100) * 1e-3) / 1e9 / ceiling
             # the read-side bound at this size: a kernel that only reads the weight's bytes, same graph and PDL
-            rpct = {m: 100.0 * wbytes / (read_ms(wbytes, 100, m) * 1e-3) / 1e9 / ceiling for m in read_modes}
+            rpct = {m: 100.0 * wbytes / (read_ms(wbytes, 100, m) * 1e-3) / 1e9 / ceiling for m in read_modes if m != 3}
+            if 3 in read_modes:  # the direct kernel's pattern: rows of the weight's bytes per row, cut to 128 bytes
+                rb = wbytes // n // 128 * 128
+                rows16 = n // 16 * 16
+                rpct[3] = 100.0 * rb * rows16 / (read_ms(rb * rows16, 100, 3, rows16) * 1e-3) / 1e9 / ceiling
             rows.append(dict(shape=label, n=n, k=k, type=t, copy_same_size_pct=cpct,
                              read_same_size_pct=max(rpct.values()),
                              read_same_size_pct_by_mode={str(m): v for m, v in rpct.items()}))

@@ -407,8 +407,17 @@ def test_cuda_bench_read():
         ms_small, ms_odd, ms_big = (mm.bench_read_ms(b, 5, mode) for b in (small, odd, big))
         assert 0 < ms_small < ms_big and 0 < ms_odd < ms_big, mode
         assert (256 << 20) / (ms_big * 1e-3) < 20e12, mode  # below any HBM's bandwidth: the bytes were read
+    # mode 3: the direct decode kernel's pattern over rows (small: 512 rows of 2 KB; big: 65536 rows of 4 KB;
+    # 17 tiles of 16 rows of 384 bytes: not a whole number of a warp's two chunks)
+    ms_small, ms_big = mm.bench_read_ms(small, 5, 3, 512), mm.bench_read_ms(big, 5, 3, 65536)
+    assert 0 < ms_small < ms_big and (256 << 20) / (ms_big * 1e-3) < 20e12
+    assert mm.bench_read_ms([inferlab.DeviceArray.empty((17 * 16 * 384,), "uint8", "cuda")], 2, 3, 17 * 16) > 0
     with pytest.raises(ValueError, match="mode"):
-        mm.bench_read_ms(small, 1, 3)
+        mm.bench_read_ms(small, 1, 4)
+    with pytest.raises(ValueError, match="rows"):
+        mm.bench_read_ms(small, 1, 3)  # mode 3 without rows
+    with pytest.raises(ValueError, match="rows"):
+        mm.bench_read_ms(small, 1, 3, 24)  # not a multiple of 16
     with pytest.raises(ValueError, match="multiple of 16"):
         mm.bench_read_ms([inferlab.DeviceArray.empty((17,), "uint8", "cuda")], 1)
     with pytest.raises(ValueError, match="same size"):
@@ -573,8 +582,10 @@ def test_cuda_direct_decode(rng, t):
     if not _mma_available():
         pytest.skip("the tensor-core decode kernels need compute capability >= 9")
     mm = inferlab._core.matmul
-    # (17000, 512): with one block per multiprocessor, more row tiles than a block's slots (the grid grows)
-    for n, k in [(4096, 14336), (3072, 3072), (37, 512), (203, 1024), (17000, 512)]:
+    # (17000, 512): with one block per multiprocessor, more row tiles than a block's slots (the grid grows);
+    # (4240, 3072): 265 row tiles, one more than two blocks per multiprocessor of an H100 / H200 take, so by
+    # default blocks walk several (Q8_0: two row tiles per block and three weight buffers per warp)
+    for n, k in [(4096, 14336), (3072, 3072), (37, 512), (203, 1024), (17000, 512), (4240, 3072)]:
         raw = make_weight(rng, t, n, k)
         w = QWeight.from_bytes(raw, t, n, k, device="cuda")
         W = ref_dequant(raw, t, n, k)

@@ -226,7 +226,7 @@ void bind_matmul(py::module_& m) {
       "ms per device-to-device copy (cycling through the buffers), timed as a CUDA graph replay.");
   mm.def(
       "bench_read_ms",
-      [](const std::vector<Tensor>& srcs, int iters, int mode) -> double {
+      [](const std::vector<Tensor>& srcs, int iters, int mode, int64_t rows) -> double {
 #ifdef INFERLAB_WITH_CUDA
         require_cuda("bench_read_ms");
         IL_CHECK_ARG(!srcs.empty(), "need at least one buffer in srcs");
@@ -238,16 +238,17 @@ void bind_matmul(py::module_& m) {
           s.push_back(t.data());
         }
         py::gil_scoped_release release;
-        return cuda::bench_read_ms(s.data(), (int)s.size(), nb, iters, mode);
+        return cuda::bench_read_ms(s.data(), (int)s.size(), nb, iters, mode, rows);
 #else
-        (void)srcs; (void)iters; (void)mode;
+        (void)srcs; (void)iters; (void)mode; (void)rows;
         require_cuda("bench_read_ms");
         return 0.0;
 #endif
       },
-      py::arg("srcs"), py::arg("iters") = 50, py::arg("mode") = 0,
+      py::arg("srcs"), py::arg("iters") = 50, py::arg("mode") = 0, py::arg("rows") = 0,
       "ms per call of a kernel that only reads a buffer's bytes (cycling through the buffers; mode 0: 16-byte "
       "loads, 4 in flight per thread; 1: 8 in flight, twice the threads; 2: the copy engine into shared memory; "
+      "3: the direct decode kernel's pattern over `rows` rows (tiles of 16 rows, 128-byte chunks per warp); "
       "programmatic dependent launch as the decode kernels), timed as a CUDA graph replay: the read-side bound "
       "of a decode kernel streaming that many bytes.");
   mm.def("supports", [](const std::string& type_name) {

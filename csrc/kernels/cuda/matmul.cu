@@ -1203,9 +1203,28 @@ constexpr int kMmdSmemLimit = 100 * 1024;  // opt-in dynamic shared memory of mm
 // (tune_decode.py --dtiles 1,2, 2026-12-03; % of the copy ceiling, 1 -> 2 tiles): Llama-3 down (K = 14336)
 // Q4_K 63.2 -> 67.9, Q6_K 72.7 -> 76.6, Q8_0 80.8 -> 85.4, F16 92.2 -> 95.4; at K = 3072 / 4096 (Phi-3 o,
 // Llama-3 o) 2 tiles lose 0.5 to 3.3 (a block of 16 warps frees its multiprocessor for the next call only
-// when all of them are done).
-constexpr int64_t kMmdTiles2MinK = 8192;
-int mmd_tiles(int64_t k) { return k >= kMmdTiles2MinK ? 2 : 1; }
+// when all of them are done). From K = 4096 on, also where one row tile per block of 8 warps would be more
+// than one wave (blocks then walk several; H200, 2026-12-03, same sweep: Llama-3 gate/up (14336 x 4096, 896
+// row tiles) Q4_K 65.9 -> 68.6, Q6_K 76.4 -> 80.4, Q8_0 88.6 -> 91.3, F16 93.1 -> 93.6; at K = 3072 (Phi-3
+// qkv, gate_up) 2 tiles lose 0.1 to 3.4 for the quantized types).
+// Q8_0 from K = 3072 on (below 4096: with 3 weight buffers per warp, mmd_depth) too: Phi-3 qkv (9216 x 3072)
+// 74.3 -> 76.4 (two runs in one session: 74.1 / 74.3 -> 76.5 / 76.4), Phi-3 gate_up 87.3 -> 87.9; the other
+// types lose there (above).
+constexpr int64_t kMmdTiles2MinK = 8192, kMmdTiles2MultiMinK = 4096, kMmdQ8MultiMinK = 3072;
+int sm_count();
+bool mmd_multi(int64_t n) { return (n + kMmdRows - 1) / kMmdRows > 2 * (int64_t)sm_count(); }
+int mmd_tiles(GGMLType type, int64_t n, int64_t k) {
+  const int64_t multi_min_k = type == GGMLType::Q8_0 ? kMmdQ8MultiMinK : kMmdTiles2MultiMinK;
+  return k >= kMmdTiles2MinK || (mmd_multi(n) && k >= multi_min_k) ? 2 : 1;
+}
+// Weight buffers per warp (auto): Mmd<TY>::DEPTH, but 3 for Q8_0 with two row tiles per block below K = 4096
+// (measured with mmd_tiles above: Phi-3 qkv 74.6 at depth 4, 76.4 at 3; Llama-3 gate/up (K = 4096) 90.0 at
+// depth 4, 88.9 at 3).
+template <GGMLType TY>
+int mmd_depth(int64_t n, int64_t k) {
+  if (TY == GGMLType::Q8_0 && mmd_multi(n) && k >= kMmdQ8MultiMinK && k < kMmdTiles2MultiMinK) return 3;
+  return Mmd<TY>::DEPTH;
+}
 // Blocks per multiprocessor at most (auto) for `tiles` row tiles per block: as many as fit (2 of 8 warps at
 // up to 128 registers, 1 of 16), so that the grid is one wave and a block with more super-tiles than one
 // walks them (mmd_kernel's MULTI). Measured on an H200 (tune_decode.py --dpersist 0,1,2, 2026-12-03; % of
@@ -1230,13 +1249,13 @@ void launch_mmd(MmvArgs a, cudaStream_t stream) {
   if constexpr (Mmd<TY>::OK) {
     const int64_t nu = a.w.k / Mmd<TY>::UK;
     const int warps = (int)std::max<int64_t>(1, std::min<int64_t>(g_mmd_warps, nu));
-    a.mmd_tiles = g_mmd_tiles > 0 ? g_mmd_tiles : mmd_tiles(a.w.k);
+    a.mmd_tiles = g_mmd_tiles > 0 ? g_mmd_tiles : mmd_tiles(TY, a.w.n, a.w.k);
     const int64_t nst = (a.w.n + kMmdRows * a.mmd_tiles - 1) / (kMmdRows * a.mmd_tiles);  // super-tiles
     const int persist = g_mmd_persist >= 0 ? g_mmd_persist : mmd_persist(a.mmd_tiles);
     int64_t grid = persist > 0 ? std::min<int64_t>(nst, (int64_t)persist * sm_count()) : nst;
     grid = std::max<int64_t>(grid, (nst + kMmdMaxSlots - 1) / kMmdMaxSlots);  // at most kMmdMaxSlots per block
     const bool multi = grid < nst;
-    const int depth = g_mmd_depth > 0 ? g_mmd_depth : Mmd<TY>::DEPTH;
+    const int depth = g_mmd_depth > 0 ? g_mmd_depth : mmd_depth<TY>(a.w.n, a.w.k);
     static const bool configured = [] {
       for (auto kern : {mmd_kernel<TY, 2, false>, mmd_kernel<TY, 3, false>, mmd_kernel<TY, 4, false>,
                         mmd_kernel<TY, 2, true>, mmd_kernel<TY, 3, true>, mmd_kernel<TY, 4, true>})
@@ -1833,11 +1852,48 @@ __global__ void __launch_bounds__(32) read_probe_bulk_kernel(const uint8_t* __re
 #endif
 }
 
-double bench_read_ms(const void* const* srcs, int nsrcs, size_t nbytes, int iters, int mode) {
+// Mode 3: the direct decode kernel's pattern (Q4_K's payload, matmul_mmd.cuh) instead of a linear sweep: the
+// buffer as rows of rb bytes (a multiple of 128); a block (8 warps, two per multiprocessor) reads row tiles of
+// 16 rows b, b + gridDim.x, ...; its warps take a tile's 128-byte column chunks round-robin, two in flight;
+// lane (g, t) reads the 16 bytes at 16 t and 64 + 16 t of a chunk in rows g and g + 8.
+__global__ void __launch_bounds__(256) read_probe_rows_kernel(const uint8_t* __restrict__ src, int64_t ntiles,
+                                                              int64_t rb, uint32_t* out) {
+  pdl_trigger();
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+  const int64_t nch = rb / 128;
+  uint32_t acc = 0;
+  for (int64_t tile = blockIdx.x; tile < ntiles; tile += gridDim.x) {
+    const uint8_t* p0 = src + (tile * 16 + g) * rb + 16 * t;
+    const uint8_t* p1 = p0 + 8 * rb;
+    for (int64_t c = warp; c < nch; c += 16) {  // chunks c and c + 8
+      const bool two = c + 8 < nch;
+      uint4 v[8];
+      v[0] = ld_stream16(p0 + 128 * c);
+      v[1] = ld_stream16(p0 + 128 * c + 64);
+      v[2] = ld_stream16(p1 + 128 * c);
+      v[3] = ld_stream16(p1 + 128 * c + 64);
+      v[4] = two ? ld_stream16(p0 + 128 * (c + 8)) : make_uint4(0, 0, 0, 0);
+      v[5] = two ? ld_stream16(p0 + 128 * (c + 8) + 64) : make_uint4(0, 0, 0, 0);
+      v[6] = two ? ld_stream16(p1 + 128 * (c + 8)) : make_uint4(0, 0, 0, 0);
+      v[7] = two ? ld_stream16(p1 + 128 * (c + 8) + 64) : make_uint4(0, 0, 0, 0);
+#pragma unroll
+      for (int j = 0; j < 8; ++j) acc ^= xor4(v[j]);
+    }
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) acc ^= __shfl_xor_sync(0xffffffffu, acc, o);
+  pdl_wait();
+  if (lane == 0) atomicXor(out + blockIdx.x, acc);
+}
+
+double bench_read_ms(const void* const* srcs, int nsrcs, size_t nbytes, int iters, int mode, int64_t rows) {
   IL_CHECK_ARG(nsrcs >= 1, "bench_read_ms: no buffers");
   IL_CHECK_ARG(nbytes >= 16 && nbytes % 16 == 0, "bench_read_ms: nbytes must be a positive multiple of 16, got ",
                nbytes);
-  IL_CHECK_ARG(mode >= 0 && mode <= 2, "bench_read_ms: mode must be 0, 1 or 2, got ", mode);
+  IL_CHECK_ARG(mode >= 0 && mode <= 3, "bench_read_ms: mode must be 0, 1, 2 or 3, got ", mode);
+  IL_CHECK_ARG(mode != 3 || (rows >= 16 && rows % 16 == 0 && nbytes % rows == 0 && (nbytes / rows) % 128 == 0),
+               "bench_read_ms: mode 3 needs rows, a multiple of 16 dividing nbytes into rows of a multiple of 128 "
+               "bytes, got rows=", rows, " for ", nbytes, " bytes");
   IL_CHECK_ARG(mode != 2 || mmq_available(), "bench_read_ms: mode 2 (the copy engine) needs compute capability >= 9");
   for (int i = 0; i < nsrcs; ++i)
     IL_CHECK_ARG(reinterpret_cast<uintptr_t>(srcs[i]) % 16 == 0, "bench_read_ms: buffers must be 16-byte aligned");
@@ -1849,7 +1905,7 @@ double bench_read_ms(const void* const* srcs, int nsrcs, size_t nbytes, int iter
     }();
     (void)configured;
   }
-  const int grid = (mode == 1 ? 4 : 2) * sm_count();
+  const int grid = mode == 3 ? (int)std::min<int64_t>(rows / 16, 2 * (int64_t)sm_count()) : (mode == 1 ? 4 : 2) * sm_count();
   const Tensor folds = Tensor::empty({grid}, DType::I32, Device::CUDA);  // a word per block
   uint32_t* out = folds.data_as<uint32_t>();
   IL_CUDA_CHECK(cudaMemset(out, 0, folds.nbytes()));
@@ -1860,8 +1916,11 @@ double bench_read_ms(const void* const* srcs, int nsrcs, size_t nbytes, int iter
       launch_pdl(read_probe_kernel<4, false>, (unsigned)grid, 256, 0, s, 1, static_cast<const uint4*>(src), n16, out);
     else if (mode == 1)
       launch_pdl(read_probe_kernel<8, true>, (unsigned)grid, 256, 0, s, 1, static_cast<const uint4*>(src), n16, out);
-    else
+    else if (mode == 2)
       launch_pdl(read_probe_bulk_kernel, (unsigned)grid, 32, ring, s, 1, static_cast<const uint8_t*>(src), n16, out);
+    else
+      launch_pdl(read_probe_rows_kernel, (unsigned)grid, 256, 0, s, 1, static_cast<const uint8_t*>(src), rows / 16,
+                 (int64_t)(nbytes / rows), out);
   });
 }
 

@@ -103,8 +103,10 @@ double bench_copy_ms(void* const* dsts, const void* const* srcs, int ncopies, si
 // kernels): the time per call that a decode kernel streaming that many weight bytes could reach in the same
 // graph. mode: how it reads: 0, 16-byte loads, 4 in flight per thread, two blocks of 256 threads per
 // multiprocessor; 1, 8 in flight and four blocks, the last partial batch in flight at once too; 2, the copy engine (cp.async.bulk into a
-// shared-memory ring of 96 KB per block, two blocks per multiprocessor; compute capability >= 9).
-double bench_read_ms(const void* const* srcs, int nsrcs, size_t nbytes, int iters, int mode);
+// shared-memory ring of 96 KB per block, two blocks per multiprocessor; compute capability >= 9); 3, the
+// direct decode kernel's pattern: the buffer as `rows` rows (a multiple of 16, rows of a multiple of 128
+// bytes), tiles of 16 rows per block, 128-byte chunks per warp, lane (g, t) reading 16 bytes of rows g, g + 8.
+double bench_read_ms(const void* const* srcs, int nsrcs, size_t nbytes, int iters, int mode, int64_t rows = 0);
 
 }  // namespace cuda
 }  // namespace inferlab

@@ -9,8 +9,9 @@
 // the first and the last weight, and a block's K is split over its warps.
 //
 // Work split. A row tile is 16 rows of W (the mma's M). K is cut into "units" of Mmd<TY>::UK columns; a
-// group of warps takes a row tile's units round-robin. A block has one group (two from K = 8192 on: x, staged
-// once per block, then serves 32 rows), and the grid is at most the blocks that fit on the multiprocessors:
+// group of warps takes a row tile's units round-robin. A block has one group (two from K = 8192 on, and from
+// K = 4096 (Q8_0: 3072) on where the grid walks several row tiles per block: x, staged once per block, then
+// serves 32 rows; matmul.cu mmd_tiles), and the grid is at most the blocks that fit on the multiprocessors:
 // a block with more row tiles than that walks them, its warps' loads running ahead across tiles (see
 // mmd_kernel). Lane (g, t) = (lane / 4, lane % 4) loads bytes of rows g and g + 8 only (its A fragment rows).
 //
